@@ -106,7 +106,9 @@ def test_entropy_agrees_with_bruteforce_loop() -> None:
     values = np.maximum(rng.normal(size=300_000), 0).astype(np.float32) ** 1.5
     hist = _hist(values)
     used = hist.used_bins()
-    slow = [_kl_reference(hist.counts[:used], i) for i in range(128, used + 1)]
+    counts = hist.counts[:used].copy()
+    counts[0] -= hist.zeros  # exact zeros are left out of the search
+    slow = [_kl_reference(counts, i) for i in range(128, used + 1)]
     best_i = 128 + int(np.argmin(slow))
     expected = min(best_i * hist.width, hist.absmax) if best_i < used else hist.absmax
     assert amax_entropy(hist) == pytest.approx(expected), "vectorized entropy search picked another threshold than the loop"
@@ -135,3 +137,12 @@ def test_weight_scales_per_channel() -> None:
     np.testing.assert_allclose(scales, [0.5 / 127, 1 / 127, 2 / 127], rtol=1e-6, err_msg="per-channel absmax scales")
     q = quantize_weight(w, scales)
     assert q.dtype == np.int8 and q[0].max() == 127 and q[2].min() == -127, "absmax must map to +-127"
+
+
+def test_entropy_ignores_relu_zero_spike() -> None:
+    rng = np.random.default_rng(6)
+    relu = np.maximum(rng.normal(size=400_000), 0).astype(np.float32)  # half exact zeros
+    hist = _hist(relu)
+    assert hist.zeros == int(np.sum(relu == 0)), "exact zeros must be counted"
+    amax = amax_entropy(hist)
+    assert amax > 0.5 * relu.max(), f"entropy threshold {amax:.3f} of ReLU(N(0,1)) collapsed (absmax {relu.max():.3f})"

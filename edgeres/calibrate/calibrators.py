@@ -34,11 +34,13 @@ class Histogram:
         counts: int64 counts per bin.
         exponent: range exponent; None while only zeros have been seen.
         absmax: exact largest ``|x|`` seen.
+        zeros: how many values were exactly 0 (they are also counted in bin 0).
     """
 
     counts: np.ndarray
     exponent: int | None = None
     absmax: float = 0.0
+    zeros: int = 0
 
     @classmethod
     def empty(cls, bins: int = DEFAULT_BINS) -> "Histogram":
@@ -133,15 +135,23 @@ def amax_entropy(hist: Histogram, levels: int = ENTROPY_LEVELS) -> float:
     """Threshold minimizing KL(P || Q) over the histogram, as TensorRT's EntropyCalibrator2 does.
 
     Thresholds from ``levels`` bins up to the last non-empty bin are searched;
-    the smallest threshold among equal minima wins (deterministic).
+    the smallest threshold among equal minima wins (deterministic). Exact
+    zeros are left out of P and Q (as pytorch-quantization's ``skip_zeros``):
+    after a ReLU they are half the values, and their spike, smeared over the
+    first level's bins, would dominate the divergence and pull the threshold
+    down to a sliver of the range.
     """
     used = hist.used_bins()
     if hist.exponent is None or used == 0:
         return 0.0
     if used <= levels:
         return float(hist.absmax)
+    counts = hist.counts[:used].copy()
+    counts[0] -= hist.zeros
+    if counts.sum() == 0:
+        return float(hist.absmax)
     thresholds = np.arange(levels, used + 1)
-    kl = kl_divergences(hist.counts[:used], thresholds, levels)
+    kl = kl_divergences(counts, thresholds, levels)
     best = int(thresholds[int(np.argmin(kl))])
     return float(min(best * hist.width, hist.absmax)) if best < used else float(hist.absmax)
 

@@ -42,6 +42,7 @@ def update_histogram(hist: Histogram, values: np.ndarray, *, name: str = "tensor
             "check the input data (NaN/Inf pixels?) or the weights (overflow?)"
         )
     hist.absmax = max(hist.absmax, batch_max)
+    hist.zeros += int(flat.size - np.count_nonzero(flat))
     if batch_max > 0:
         exponent = math.frexp(batch_max)[1]  # batch_max < 2**exponent
         if hist.exponent is None:
