@@ -238,6 +238,10 @@ def main(argv: list[str] | None = None) -> None:
             "test_fingerprint": test.fingerprint(),
         }
         (out / reference.INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+        # mkdtemp made the folder private; shipped files must be readable by every user
+        out.chmod(0o755)
+        for child in out.iterdir():
+            child.chmod(0o644)
     print(json.dumps(info["accuracy"], indent=2))
     print(f"training wall time {train_s:.1f} s; wrote {args.out}")
 
