@@ -272,9 +272,12 @@ def bench_workload(w: dict, workdir: Path, args: argparse.Namespace) -> dict:
             rows.append({"method": label, "ok": False, "error": f"no ModelOpt venv at {MODELOPT_PYTHON}"})
             continue
         python = MODELOPT_PYTHON if tool == "modelopt" else sys.executable
-        print(f"  {label} ...", file=sys.stderr, flush=True)
-        res = run_child(tool, method, w["model"], w["calib"], out, args.batch_size, python)
-        row = {"method": label, **res}
+        # onnxruntime's histogram calibrators fail on a short last batch (they stack per-batch arrays),
+        # so every tool gets the largest batch size <= --batch-size that divides the image count
+        batch = max(b for b in range(1, args.batch_size + 1) if n_calib % b == 0)
+        print(f"  {label} (batch {batch}) ...", file=sys.stderr, flush=True)
+        res = run_child(tool, method, w["model"], w["calib"], out, batch, python)
+        row = {"method": label, "batch_size": batch, **res}
         if res["ok"]:
             row["calib_ms_per_image"] = 1000 * res["calib_s"] / n_calib
             row.update(compare_logits(ref_logits, logits(out, w["eval"]), w["labels"]))

@@ -95,3 +95,17 @@ def test_cli_errors_and_run(model_path, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     for name in (*OUTPUTS, "model.onnx"):
         assert (tmp_path / "ok" / name).is_file(), f"CLI did not write {name}"
+
+
+def test_cli_migrates_a_cache(model_path, tmp_path) -> None:
+    runner = CliRunner()
+    result = calibrate(model_path, tiny_dataset(8), tmp_path / "c", progress=False)
+    out = tmp_path / "migrated"
+    ok = runner.invoke(cli, ["calibrate", "--from-cache", str(result.cache_path), "--onnx", str(model_path), "-o", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert (out / "model.qdq.onnx").read_bytes() == result.qdq_path.read_bytes(), "cache -> Q/DQ must reproduce calibrate()'s model"
+    bad = tmp_path / "bad.cache"
+    bad.write_text("TRT-8502-EntropyCalibration2\nnot a line\n")
+    fail = runner.invoke(cli, ["calibrate", "--from-cache", str(bad), "--onnx", str(model_path), "-o", str(tmp_path / "none")])
+    assert fail.exit_code == 2 and "line 2" in fail.stderr, fail.stderr
+    assert not (tmp_path / "none").exists(), "a malformed cache must leave no output folder"

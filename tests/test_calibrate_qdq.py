@@ -71,7 +71,7 @@ def test_onnxruntime_runs_both_placements(calibrated, tmp_path) -> None:
     opts.log_severity_level = 3
     ort.InferenceSession(qdq_model(model, scales, placement="onnxruntime").SerializeToString(), opts, providers=["CPUExecutionProvider"])
     ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
-    assert ops["QLinearConv"] >= 8, f"onnxruntime should run INT8 convolutions, optimized graph has {dict(ops)}"
+    assert ops["QLinearConv"] >= 12 and ops["FusedConv"] == 0, f"onnxruntime should run INT8 convolutions, optimized graph has {dict(ops)}"
 
 
 def test_exclusion_and_errors(calibrated) -> None:

@@ -286,6 +286,7 @@ def calibrate(
     total_macs = sum(macs.values())
     left_macs = sum(macs.get(n, 0) for n in excluded)
     if budget_report is not None:
+        budget_report["excluded"] = [{"layer": n, "macs": macs.get(n, 0)} for n in excluded]
         budget_report["macs_left_at_higher_precision"] = left_macs
         budget_report["macs_left_pct"] = 100 * left_macs / total_macs if total_macs else 0.0
     cache_text = calibration_cache_text(scales, trt_version)

@@ -158,3 +158,23 @@ def qdq_model_from_cache(model: Any, cache: str | os.PathLike[str] | Mapping[str
             "calibration cache does not fit this model: " + "; ".join(detail) + " (a cache for another model or export?)"
         )
     return qdq_model(model, scales, placement=placement)
+
+
+def qdq_file_from_cache(model_onnx: str | os.PathLike[str], cache: str | os.PathLike[str], output: str | os.PathLike[str]) -> Path:
+    """Write ``output`` (a Q/DQ ONNX) from an FP32 ONNX file and a TensorRT calibration cache file."""
+    import onnx
+
+    from edgeres._io import write_bytes_atomic
+
+    output = Path(output)
+    path = Path(model_onnx)
+    if not path.is_file():
+        raise CalibrationError(f"ONNX model {path} does not exist")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf raises several types for corrupt files
+        raise CalibrationError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from exc
+    data = qdq_model_from_cache(model, cache).SerializeToString()
+    if not output.parent.exists() and output.parent.parent.is_dir():
+        output.parent.mkdir()  # the output folder appears only once there is something to put in it
+    return write_bytes_atomic(output, data)

@@ -103,12 +103,12 @@ def _output_scales(model: Any, quantized: list[str], scales: Mapping[str, float]
         if node.op_type not in ("Conv", "Add") or node.name in excluded:
             continue
         out = node.output[0]
-        if out in quantized or out in graph_outputs or out not in scales:
+        if out in quantized or out in graph_outputs:
             continue
         users = consumers.get(out, [])
         if len(users) == 1 and users[0].op_type == "Relu" and users[0].output[0] in quantized:
             extra[out] = scales[users[0].output[0]]
-        elif node.op_type == "Conv":
+        elif node.op_type == "Conv" and out in scales:
             extra[out] = scales[out]
     return extra
 

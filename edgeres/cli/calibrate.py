@@ -24,11 +24,27 @@ METHODS = ("entropy", "max", "percentile", "mse")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration sample pick.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="calib_out", show_default=True, help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no table.")
+@click.option("--from-cache", type=click.Path(dir_okay=False), default=None,
+              help="Migrate: build OUT/model.qdq.onnx from this TensorRT calibration cache and --onnx (no calibration).")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="FP32 ONNX model for --from-cache.")
 def calibrate(arch: str | None, weights: str | None, calib_data: str | None, method: str, percentile: float,
               calib_size: int | None, eval_data: str | None, max_accuracy_drop: float | None,
-              min_agreement: float | None, trt_version: str, batch_size: int, seed: int, out_dir: str, quiet: bool) -> None:
+              min_agreement: float | None, trt_version: str, batch_size: int, seed: int, out_dir: str, quiet: bool,
+              from_cache: str | None, onnx_path: str | None) -> None:
     """Calibrate a model for INT8; with no arguments, the shipped reference model and data."""
+    from pathlib import Path
+
     from edgeres.calibrate import calibrate_model
+    from edgeres.errors import CalibrationError
+
+    if from_cache is not None or onnx_path is not None:
+        if from_cache is None or onnx_path is None:
+            raise CalibrationError("--from-cache and --onnx go together (a TensorRT cache and the FP32 ONNX it was made for)")
+        from edgeres.calibrate.cache import qdq_file_from_cache
+
+        path = qdq_file_from_cache(onnx_path, from_cache, Path(out_dir) / "model.qdq.onnx")
+        click.echo(f"wrote {path} from {from_cache}")
+        return
 
     what = "the reference model" if arch is None and weights is None else arch
     with stage(f"calibrate {what} ({method})"):
