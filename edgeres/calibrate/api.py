@@ -14,7 +14,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -203,8 +203,6 @@ def calibrate(
         CalibrationError, DataError, OutputPathError: bad arguments or data;
             nothing is written then.
     """
-    import onnx
-
     timing: dict[str, float] = {}
     start = time.perf_counter()
     budget = check_options(method, percentile, trt_version, max_accuracy_drop, min_agreement, eval_dataset is not None, batch_size)
@@ -319,7 +317,6 @@ def calibrate(
     qdq_path = write_bytes_atomic(out_dir / QDQ_NAME, qdq_bytes)
     cache_path = write_text_atomic(out_dir / CACHE_NAME, cache_text)
     report_path = write_text_atomic(out_dir / REPORT_NAME, report_text)
-    del onnx
     return CalibrationResult(qdq_path, cache_path, report_path, {**report, "timing": timing}, excluded, scales)
 
 

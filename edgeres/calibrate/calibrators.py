@@ -34,13 +34,11 @@ class Histogram:
         counts: int64 counts per bin.
         exponent: range exponent; None while only zeros have been seen.
         absmax: exact largest ``|x|`` seen.
-        zeros: how many values were exactly 0 (they are also counted in bin 0).
     """
 
     counts: np.ndarray
     exponent: int | None = None
     absmax: float = 0.0
-    zeros: int = 0
 
     @classmethod
     def empty(cls, bins: int = DEFAULT_BINS) -> "Histogram":
@@ -138,8 +136,8 @@ def amax_entropy(hist: Histogram, levels: int = ENTROPY_LEVELS) -> float:
     the smallest threshold among equal minima wins (deterministic).
 
     Two kinds of bins are left out of P and Q, because the histogram-level KL
-    misjudges them: exact zeros (as pytorch-quantization's ``skip_zeros``;
-    after a ReLU they are half the values) and isolated spikes (see
+    misjudges them: bin 0, which holds the exact zeros (as pytorch-quantization's
+    ``skip_zeros``; after a ReLU they are half the values), and isolated spikes (see
     :func:`spike_bins`: one value repeated over constant image regions such as
     a digit's background). Quantizing a repeated value costs one rounding, but
     KL counts it as smeared over its level's bins, so the search would pull the
@@ -152,7 +150,7 @@ def amax_entropy(hist: Histogram, levels: int = ENTROPY_LEVELS) -> float:
     if used <= levels:
         return float(hist.absmax)
     counts = hist.counts[:used].copy()
-    counts[0] -= hist.zeros
+    counts[0] = 0
     counts[spike_bins(counts)] = 0
     if counts.sum() == 0:
         return float(hist.absmax)

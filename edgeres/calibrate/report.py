@@ -11,7 +11,6 @@ import numpy as np
 def layer_macs(model: Any) -> dict[str, int]:
     """Multiply-accumulates per sample of every Conv/Gemm node, from inferred ONNX shapes."""
     import onnx
-    from onnx import numpy_helper
 
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes: dict[str, list[int]] = {}
@@ -29,7 +28,6 @@ def layer_macs(model: Any) -> dict[str, int]:
             macs[node.name] = int(w[0] * int(np.prod(w[1:])) * spatial)
         else:
             macs[node.name] = int(np.prod(w))
-    del numpy_helper
     return macs
 
 

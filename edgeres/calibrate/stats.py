@@ -26,13 +26,25 @@ WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 MAX_ACTIVATION_BYTES = 512 * 1024 * 1024  # observed activations held at once (one inference call)
 
 
-def update_histogram(hist: Histogram, values: np.ndarray, *, name: str = "tensor") -> None:
+def update_histogram(hist: Histogram, values: np.ndarray, *, name: str = "tensor", consume: bool = False) -> None:
     """Add ``|values|`` to ``hist`` in place (see module docstring for exactness).
+
+    Args:
+        hist: the histogram to update.
+        values: activations of any shape.
+        name: tensor name for error messages.
+        consume: allow overwriting ``values`` (a float32 array the caller no
+            longer needs) instead of copying it; saves one pass and one allocation.
 
     Raises:
         CalibrationError: ``values`` holds NaN or Inf (the message names the tensor).
     """
-    flat = np.abs(np.asarray(values, dtype=np.float32).ravel())
+    values = np.asarray(values)
+    if consume and values.dtype == np.float32 and values.flags.writeable and values.flags.c_contiguous:
+        flat = values.reshape(-1)
+        np.abs(flat, out=flat)
+    else:
+        flat = np.abs(values.astype(np.float32, copy=False).reshape(-1))
     if flat.size == 0:
         return
     batch_max = float(flat.max())
@@ -43,7 +55,6 @@ def update_histogram(hist: Histogram, values: np.ndarray, *, name: str = "tensor
             "check the input data (NaN/Inf pixels?) or the weights (overflow?)"
         )
     hist.absmax = max(hist.absmax, batch_max)
-    hist.zeros += int(flat.size - np.count_nonzero(flat))
     if batch_max > 0:
         exponent = math.frexp(batch_max)[1]  # batch_max < 2**exponent
         if hist.exponent is None:
@@ -53,9 +64,24 @@ def update_histogram(hist: Histogram, values: np.ndarray, *, name: str = "tensor
     if hist.exponent is None:  # only zeros so far: they belong in bin 0 at any range
         hist.counts[0] += flat.size
         return
-    factor = np.float32(math.ldexp(1.0, -hist.exponent) * hist.bins)  # a power of two: exact product
-    index = (flat * factor).astype(np.intp)
-    hist.counts += np.bincount(index, minlength=hist.bins)
+    factor = np.float32(math.ldexp(1.0, -hist.exponent) * hist.bins)  # a power of two: the product is exact
+    np.multiply(flat, factor, out=flat)
+    hist.counts += np.bincount(flat.astype(np.intp), minlength=hist.bins)
+
+
+def _aliased(arrays: Sequence[np.ndarray]) -> set[int]:
+    """Indices of arrays whose memory may overlap another's (never overwritten in place)."""
+    spans = sorted(
+        (a.__array_interface__["data"][0], a.__array_interface__["data"][0] + a.nbytes, i) for i, a in enumerate(arrays)
+    )
+    shared: set[int] = set()
+    end, owner = -1, -1
+    for start, stop, i in spans:
+        if start < end:
+            shared.update((i, owner))
+        if stop > end:
+            end, owner = stop, i
+    return shared
 
 
 def _widen(hist: Histogram, exponent: int) -> None:
@@ -195,8 +221,9 @@ def collect_statistics(
         while start < len(images):
             part = images[start:start + chunk]
             outputs = session.run(names, {input_name: part})
-            for name, value in zip(names, outputs):
-                update_histogram(hists[name], value, name=name)
+            shared = _aliased(outputs)
+            for index, (name, value) in enumerate(zip(names, outputs)):
+                update_histogram(hists[name], value, name=name, consume=index not in shared)
             if seen == 0 and start == 0:
                 # bounded memory: split batches so the activations copied out stay under the cap
                 per_sample_bytes = max(1, sum(o.nbytes for o in outputs) // len(part))
