@@ -81,6 +81,12 @@ def test_exclusion_and_errors(calibrated) -> None:
     conv = next(n for n in qdq.graph.node if n.name == first_conv.name)
     assert list(conv.input) == list(first_conv.input), "an excluded layer must keep its FP32 input and weight"
     assert first_conv.input[0] not in quantized_activations(model, [first_conv.name]), "excluded input still quantized"
+    from edgeres.calibrate.qdq import residual_adds
+
+    add, inputs = next(iter(residual_adds(model).items()))
+    no_add = qdq_model(model, scales, exclude=[add])
+    node = next(n for n in no_add.graph.node if n.name == add)
+    assert inputs[0] in node.input, f"an excluded residual Add must read its FP32 input {inputs[0]}"
     with pytest.raises(CalibrationError, match="cannot exclude"):
         qdq_model(model, scales, exclude=["/not/a/layer"])
     missing = {k: v for k, v in scales.items() if k != residual_add_inputs(model)[0]}

@@ -22,7 +22,7 @@ from edgeres._io import write_bytes_atomic, write_text_atomic
 from edgeres.calibrate.budget import Budget, rank_by_sensitivity, search_exclusions
 from edgeres.calibrate.cache import calibration_cache_text, trt_version_code
 from edgeres.calibrate.calibrators import CALIBRATORS, DEFAULT_PERCENTILE, compute_amax, scale_from_amax
-from edgeres.calibrate.qdq import qdq_model, qdq_summary, quantized_activations, weighted_nodes
+from edgeres.calibrate.qdq import qdq_model, qdq_summary, quantizable_layers, quantized_activations, weighted_nodes
 from edgeres.calibrate.report import LayerErrorAccumulator, format_table, json_safe, layer_macs
 from edgeres.calibrate.stats import check_input_shape, collect_statistics, observed_tensors, session_with_outputs
 from edgeres.errors import CalibrationError, DataError, OutputPathError
@@ -235,7 +235,7 @@ def calibrate(
         kind, limit_text = budget.describe()
         budget_report = {"kind": kind, "limit": limit_text, "met": True, "excluded_layers": [], "sensitivity_db": [], "trail": []}
     elif budget.active:
-        layers = [n.name for n in weighted_nodes(model)]
+        layers = quantizable_layers(model)
         limit = min(RANK_SAMPLES, len(evaluator.reference))
         ranking = rank_by_sensitivity(
             layers, lambda ex: evaluator.logits(qdq_model(model, scales, exclude=ex), limit), evaluator.reference[:limit]

@@ -52,8 +52,8 @@ def _consumers(model: Any) -> dict[str, list[Any]]:
     return users
 
 
-def residual_add_inputs(model: Any) -> list[str]:
-    """For each Add of two activations, the input(s) TensorRT wants quantized.
+def residual_adds(model: Any) -> dict[str, list[str]]:
+    """Each Add of two activations -> the input(s) TensorRT wants quantized, in graph order.
 
     The input that is not a Conv output is the residual; when both are Conv
     outputs (a projection shortcut) the second one, torchvision's ``identity``,
@@ -62,7 +62,7 @@ def residual_add_inputs(model: Any) -> list[str]:
     producers = _producers(model)
     consumers = _consumers(model)
     inits = {i.name for i in model.graph.initializer}
-    chosen: list[str] = []
+    chosen: dict[str, list[str]] = {}
     for node in model.graph.node:
         if node.op_type != "Add" or len(node.input) != 2 or any(i in inits for i in node.input):
             continue
@@ -71,14 +71,29 @@ def residual_add_inputs(model: Any) -> list[str]:
             for i in node.input
         ]
         if from_conv == [True, False]:
-            chosen.append(node.input[1])
-        elif from_conv == [False, True]:
-            chosen.append(node.input[0])
-        elif from_conv == [True, True]:
-            chosen.append(node.input[1])
+            chosen[node.name] = [node.input[1]]
+        elif from_conv in ([False, True], [True, True]):
+            chosen[node.name] = [node.input[0] if from_conv == [False, True] else node.input[1]]
         else:
-            chosen.extend(node.input)
+            chosen[node.name] = list(node.input)
     return chosen
+
+
+def residual_add_inputs(model: Any, exclude: Iterable[str] = ()) -> list[str]:
+    """Residual Add inputs to quantize (Adds named in ``exclude`` left out), in graph order."""
+    excluded = set(exclude)
+    names: list[str] = []
+    for add, inputs in residual_adds(model).items():
+        if add not in excluded:
+            names += [i for i in inputs if i not in names]
+    return names
+
+
+def quantizable_layers(model: Any) -> list[str]:
+    """Names of the nodes an accuracy budget may leave unquantized: Conv/Gemm and residual Adds."""
+    adds = residual_adds(model)
+    weighted = {n.name for n in weighted_nodes(model)}
+    return [n.name for n in model.graph.node if n.name in weighted or n.name in adds]
 
 
 def quantized_activations(model: Any, exclude: Iterable[str] = ()) -> list[str]:
@@ -88,7 +103,7 @@ def quantized_activations(model: Any, exclude: Iterable[str] = ()) -> list[str]:
     for node in weighted_nodes(model):
         if node.name not in excluded and node.input[0] not in names:
             names.append(node.input[0])
-    for name in residual_add_inputs(model):
+    for name in residual_add_inputs(model, excluded):
         if name not in names:
             names.append(name)
     return names
@@ -125,7 +140,8 @@ def qdq_model(
     Args:
         model: folded FP32 ONNX model.
         scales: activation tensor name -> INT8 scale (amax / 127).
-        exclude: names of Conv/Gemm nodes left unquantized (run at higher precision).
+        exclude: names of Conv/Gemm nodes left unquantized (run at higher precision), or of
+            residual Adds whose residual input stays unquantized.
         placement: ``"tensorrt"`` (the default, see module docstring) or ``"onnxruntime"``.
 
     Raises:
@@ -138,9 +154,12 @@ def qdq_model(
         raise CalibrationError(f"placement must be one of {PLACEMENTS}, received {placement!r}")
     excluded = set(exclude)
     known = {n.name for n in weighted_nodes(model)}
-    unknown = sorted(excluded - known)
+    by_add = residual_adds(model)
+    unknown = sorted(excluded - known - set(by_add))
     if unknown:
-        raise CalibrationError(f"cannot exclude {unknown}: not Conv/Gemm nodes of this model (known: {sorted(known)[:5]} ...)")
+        raise CalibrationError(
+            f"cannot exclude {unknown}: not Conv/Gemm or residual Add nodes of this model (known: {sorted(known)[:5]} ...)"
+        )
     quantized = quantized_activations(model, excluded)
     act_scales: dict[str, float] = {}
     for name in quantized:
@@ -182,7 +201,6 @@ def qdq_model(
     nodes: list[Any] = []
     input_qdq = set(quantized)
     output_qdq = set(act_scales) - input_qdq
-    residual = set(residual_add_inputs(model))
     for node in list(graph.node):
         new = helper.make_node(node.op_type, list(node.input), list(node.output), name=node.name, domain=node.domain)
         new.attribute.extend(node.attribute)
@@ -190,7 +208,7 @@ def qdq_model(
         for k, tensor in enumerate(node.input):
             use_dq = tensor in act_scales and (
                 (quantize_here and k == 0)
-                or (node.op_type == "Add" and tensor in residual)
+                or (node.op_type == "Add" and node.name not in excluded and tensor in by_add.get(node.name, ()))
                 or tensor in output_qdq
             )
             if use_dq:
