@@ -185,8 +185,9 @@ def qdq_model(
 
     def qdq_pair(tensor: str) -> list[Any]:
         # a dedicated Q/DQ pair per consumer: onnxruntime fuses Q/DQ into its INT8 kernels (and
-        # converts them to the u8 its x86 kernels need) only when each has a single consumer;
-        # TensorRT treats duplicate pairs with one scale as one quantization.
+        # converts them to the u8 its x86 kernels need) only when each has a single consumer.
+        # The pairs of one tensor share one scale, so they compute the same values (TensorRT's
+        # handling of the duplicates was not verified here: no TensorRT on the build machine).
         if tensor not in scale_names:
             scale_names[tensor] = f"{tensor}_scale"
             new_inits.append(numpy_helper.from_array(np.array(act_scales[tensor], dtype=np.float32), scale_names[tensor]))

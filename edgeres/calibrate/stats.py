@@ -203,36 +203,50 @@ def collect_statistics(
         DataError: samples that do not fit the model's input, or NaN/Inf in them.
         CalibrationError: NaN/Inf in an activation (named), or an empty dataset.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     names = list(names) if names is not None else observed_tensors(model)
     input_name = model.graph.input[0].name
     session = session_with_outputs(model, names)
     hists = {n: Histogram.empty(bins) for n in names}
+
+    def absorb(outputs: list[np.ndarray]) -> None:
+        shared = _aliased(outputs)
+        for index, (name, value) in enumerate(zip(names, outputs)):
+            update_histogram(hists[name], value, name=name, consume=index not in shared)
+
     seen = 0
     chunk = 1  # samples per inference call: 1 until the activation size per sample is known
-    for images, _ in dataset.batches(batch_size):
-        if seen == 0:
-            check_input_shape(model, images.shape[1:])
-        if not np.isfinite(images).all():
-            raise DataError(
-                f"calibration samples {seen}..{seen + len(images) - 1} hold NaN/Inf values; "
-                "fix or drop those samples"
-            )
-        start = 0
-        while start < len(images):
-            part = images[start:start + chunk]
-            outputs = session.run(names, {input_name: part})
-            shared = _aliased(outputs)
-            for index, (name, value) in enumerate(zip(names, outputs)):
-                update_histogram(hists[name], value, name=name, consume=index not in shared)
-            if seen == 0 and start == 0:
-                # bounded memory: split batches so the activations copied out stay under the cap
-                per_sample_bytes = max(1, sum(o.nbytes for o in outputs) // len(part))
-                chunk = int(max(1, min(batch_size, max_activation_bytes // per_sample_bytes)))
-            del outputs
-            start += len(part)
-        seen += len(images)
-        if progress is not None:
-            progress(len(images))
+    # one worker folds call k's activations into the histograms while onnxruntime runs call k+1;
+    # a single worker applies the updates in call order, and the counts do not depend on it anyway
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pending = None
+        for images, _ in dataset.batches(batch_size):
+            if seen == 0:
+                check_input_shape(model, images.shape[1:])
+            if not np.isfinite(images).all():
+                raise DataError(
+                    f"calibration samples {seen}..{seen + len(images) - 1} hold NaN/Inf values; "
+                    "fix or drop those samples"
+                )
+            start = 0
+            while start < len(images):
+                part = images[start:start + chunk]
+                outputs = session.run(names, {input_name: part})
+                if seen == 0 and start == 0:
+                    # bounded memory: at most two calls' activations (one being folded) under the cap
+                    per_sample_bytes = max(1, sum(o.nbytes for o in outputs) // len(part))
+                    chunk = int(max(1, min(batch_size, max_activation_bytes // (2 * per_sample_bytes))))
+                if pending is not None:
+                    pending.result()  # re-raises a NaN/Inf error from the worker
+                pending = worker.submit(absorb, outputs)
+                del outputs
+                start += len(part)
+            seen += len(images)
+            if progress is not None:
+                progress(len(images))
+        if pending is not None:
+            pending.result()
     if seen == 0:
         raise CalibrationError("calibration dataset is empty; expected at least one sample")
     return hists
