@@ -31,6 +31,8 @@ def test_outputs_and_reproducibility(model_path, tmp_path) -> None:
     ra.pop("timing"), rb.pop("timing")
     assert ra == rb, "report (timings aside) differs across batch sizes"
     assert not (tmp_path / "a" / "model.onnx").exists(), "calibrate() must not write model.onnx"
+    assert a.ort_qdq_path is not None and a.ort_qdq_path.is_file(), "the onnxruntime-placement model is written too"
+    assert a.ort_qdq_path.read_bytes() == (tmp_path / "b" / "model.qdq.ort.onnx").read_bytes(), "ORT variant differs across batch sizes"
     assert (tmp_path / "a" / "calib.cache").read_text().startswith("TRT-8502-EntropyCalibration2\n"), "cache header"
     assert read_calibration_cache(a.cache_path) == pytest.approx(a.scales), "cache holds the result's scales"
     report = a.report

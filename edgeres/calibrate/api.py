@@ -28,6 +28,7 @@ from edgeres.calibrate.stats import check_input_shape, collect_statistics, obser
 from edgeres.errors import CalibrationError, DataError, OutputPathError
 
 QDQ_NAME = "model.qdq.onnx"
+ORT_QDQ_NAME = "model.qdq.ort.onnx"  # same scales, onnxruntime placement: INT8 kernels on the CPU
 CACHE_NAME = "calib.cache"
 REPORT_NAME = "calib_report.json"
 RANK_SAMPLES = 256  # evaluation samples used to rank layer sensitivity for the budget
@@ -43,6 +44,7 @@ class CalibrationResult:
     report: dict[str, Any]
     excluded_layers: list[str]
     scales: dict[str, float]
+    ort_qdq_path: Path | None = None
 
     @property
     def table(self) -> str:
@@ -187,8 +189,10 @@ def calibrate(
         model_onnx: folded FP32 ONNX (input NCHW, first output the logits).
         dataset: calibration samples (an :class:`edgeres.data.Dataset` or anything
             with ``batches(batch_size)``, ``labels`` and ``__len__``).
-        out_dir: folder for ``model.qdq.onnx``, ``calib.cache`` and
-            ``calib_report.json`` (created if its parent exists; ``model.onnx`` is never written here).
+        out_dir: folder for ``model.qdq.onnx`` (TensorRT placement), ``calib.cache``,
+            ``calib_report.json`` and ``model.qdq.ort.onnx`` (same scales, placed so
+            onnxruntime's CPU provider runs INT8 kernels); created if its parent
+            exists; ``model.onnx`` is never written here.
         method: activation calibrator: ``entropy``, ``max``, ``percentile`` or ``mse``.
         percentile: for ``method="percentile"``.
         trt_version: TensorRT version written in the cache header (8.5 to 10.x).
@@ -289,6 +293,7 @@ def calibrate(
         budget_report["macs_left_pct"] = 100 * left_macs / total_macs if total_macs else 0.0
     cache_text = calibration_cache_text(scales, trt_version)
     qdq_bytes = qdq.SerializeToString()
+    ort_bytes = qdq_model(model, scales, exclude=excluded, placement="onnxruntime").SerializeToString()
     report = {
         "edgeres_calibration": 1,
         "method": method,
@@ -302,7 +307,7 @@ def calibrate(
         },
         "evaluated_on": evaluated_on,
         "model": metrics,
-        "qdq": {**qdq_summary(qdq), "placement": "tensorrt"},
+        "qdq": {**qdq_summary(qdq), "placement": "tensorrt", "onnxruntime_variant": ORT_QDQ_NAME},
         "excluded_layers": excluded,
         "budget": budget_report,
         "total_macs": total_macs,
@@ -315,9 +320,10 @@ def calibrate(
 
     out_dir.mkdir(exist_ok=True)
     qdq_path = write_bytes_atomic(out_dir / QDQ_NAME, qdq_bytes)
+    ort_path = write_bytes_atomic(out_dir / ORT_QDQ_NAME, ort_bytes)
     cache_path = write_text_atomic(out_dir / CACHE_NAME, cache_text)
     report_path = write_text_atomic(out_dir / REPORT_NAME, report_text)
-    return CalibrationResult(qdq_path, cache_path, report_path, {**report, "timing": timing}, excluded, scales)
+    return CalibrationResult(qdq_path, cache_path, report_path, {**report, "timing": timing}, excluded, scales, ort_path)
 
 
 def calibrate_model(

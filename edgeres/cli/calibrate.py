@@ -55,7 +55,7 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
         )
     if not quiet:
         click.echo(result.table)
-    click.echo(f"wrote {result.qdq_path}, {result.cache_path}, {result.report_path}")
+    click.echo(f"wrote {result.qdq_path}, {result.cache_path}, {result.report_path}, {result.ort_qdq_path}")
     budget = result.report.get("budget")
     if budget and not budget["met"]:
         m = result.report["model"]
