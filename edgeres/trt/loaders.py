@@ -6,7 +6,7 @@ did not create. ``tensorrt`` is imported on first use only
 (:func:`require_tensorrt`), so ``import edgeres.trt`` works anywhere.
 
 Supported: TensorRT 8.5 .. 11. What differs between versions is looked up in
-:func:`edgeres.trt.capabilities.capabilities`, not by version number.
+:func:`edgeres.trt.caps.capabilities`, not by version number.
 
 Verified in CI only against the real Python bindings of 8.6.1, 10.3.0 and
 11.4 over stand-in libraries (tests/trt_stubs): every class, enum and
@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any, Iterator
 
 from edgeres.errors import BuildError, CalibrationError, OutputPathError, TensorRTUnavailableError
-from edgeres.trt.capabilities import Capabilities, capabilities
+from edgeres.trt.caps import Capabilities, capabilities
 from edgeres.trt.settings import EngineSettings, check_settings
 
 MIN_VERSION = (8, 5)
@@ -145,7 +145,7 @@ def network_from_onnx(builder: Any, onnx_path: str | os.PathLike[str], caps: Cap
     Raises:
         BuildError: the parser failed; the message lists each error with node index, name, op and description.
     """
-    import tensorrt as trt
+    trt = require_tensorrt()
 
     flags = 0
     if caps.explicit_batch_required:
@@ -221,7 +221,7 @@ def check_network_input(network: Any, settings: EngineSettings) -> None:
 def config_from_settings(builder: Any, network: Any, settings: EngineSettings, caps: Capabilities,
                          calibrator: Any = None, progress: Any = None, timing_cache_bytes: bytes | None = None) -> Any:
     """A ``trt.IBuilderConfig`` for ``settings``: precision, workspace, profile, DLA, calibrator, cache, progress."""
-    import tensorrt as trt
+    trt = require_tensorrt()
 
     config = builder.create_builder_config()
     if caps.memory_pool_limit:
@@ -441,6 +441,7 @@ def _progress_class(trt: ModuleType) -> type:
             self._progress: Any = None
             self._tasks: dict[str, Any] = {}
             self._depth: dict[str, int] = {}
+            self._totals: dict[str, int] = {}
             self.cancelled = False
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
@@ -452,6 +453,7 @@ def _progress_class(trt: ModuleType) -> type:
                     self._progress.start()
                 depth = self._depth.get(parent_phase, -1) + 1 if parent_phase else 0
                 self._depth[phase_name] = depth
+                self._totals[phase_name] = max(int(num_steps), 1)
                 self._tasks[phase_name] = self._progress.add_task("  " * depth + phase_name, total=max(int(num_steps), 1))
             except Exception:  # noqa: BLE001 - a display problem must never stop a build
                 pass
@@ -467,9 +469,11 @@ def _progress_class(trt: ModuleType) -> type:
         def phase_finish(self, phase_name: str) -> None:
             try:
                 task = self._tasks.pop(phase_name, None)
-                self._depth.pop(phase_name, None)
-                if task is not None:
+                depth = self._depth.pop(phase_name, 0)
+                if task is not None and depth > 0:  # nested phases come and go; top-level ones stay as a record
                     self._progress.remove_task(task)
+                elif task is not None:
+                    self._progress.update(task, completed=self._totals.get(phase_name, 1))
                 if not self._tasks:
                     self.close()
             except Exception:  # noqa: BLE001
