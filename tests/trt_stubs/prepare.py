@@ -99,7 +99,7 @@ def _run(cmd: list[str], what: str) -> None:
 
 def _install_bindings(version: str, site_dir: Path) -> None:
     req, _ = VERSIONS[version]
-    tmp = site_dir.with_name(site_dir.name + ".tmp")
+    tmp = site_dir.with_name(f"{site_dir.name}.{os.getpid()}.tmp")  # concurrent pytest runs never share one
     shutil.rmtree(tmp, ignore_errors=True)
     _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
           "--no-compile", "--target", str(tmp), req], f"pip install {req} (is the package index reachable?)")
@@ -112,7 +112,7 @@ def _install_bindings(version: str, site_dir: Path) -> None:
 def _compile_stubs(version: str, lib_dir: Path) -> None:
     cxx = _compiler()
     _, libs = VERSIONS[version]
-    tmp = lib_dir.with_name(lib_dir.name + ".tmp")
+    tmp = lib_dir.with_name(f"{lib_dir.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for stem, macro in libs.items():
