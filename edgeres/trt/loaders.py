@@ -219,8 +219,13 @@ def check_network_input(network: Any, settings: EngineSettings) -> None:
 
 
 def config_from_settings(builder: Any, network: Any, settings: EngineSettings, caps: Capabilities,
-                         calibrator: Any = None, progress: Any = None, timing_cache_bytes: bytes | None = None) -> Any:
-    """A ``trt.IBuilderConfig`` for ``settings``: precision, workspace, profile, DLA, calibrator, cache, progress."""
+                         calibrator: Any = None, progress: Any = None, timing_cache_bytes: bytes | None = None,
+                         int8_scales: bool = True) -> Any:
+    """A ``trt.IBuilderConfig`` for ``settings``: precision, workspace, profile, DLA, calibrator, cache, progress.
+
+    ``int8_scales``: whether INT8 scales exist (Q/DQ ONNX or a calibrator); without them
+    ``best`` builds FP16 only, as TensorRT would anyway, instead of asking for INT8 it cannot use.
+    """
     trt = require_tensorrt()
 
     config = builder.create_builder_config()
@@ -231,6 +236,8 @@ def config_from_settings(builder: Any, network: Any, settings: EngineSettings, c
 
     if caps.precision_flags:
         for flag in PRECISION_FLAGS[settings.precision]:
+            if flag == "INT8" and not int8_scales:
+                continue  # INT8 without Q/DQ or calibrator scales would silently fall back; say so via the sidecar
             config.set_flag(getattr(trt.BuilderFlag, flag))
 
     profile = builder.create_optimization_profile()
@@ -262,8 +269,9 @@ def engine_bytes_from_network(builder: Any, network: Any, config: Any, log: Any,
     """Build and serialize; a failed build raises :class:`BuildError` naming the likely cause."""
     try:
         plan = builder.build_serialized_network(network, config)
-    except MemoryError as exc:
-        raise BuildError(explain_build_failure([str(exc)], workspace_bytes)) from exc
+    except (MemoryError, RuntimeError) as exc:  # pybind11 turns C++/CUDA failures into RuntimeError
+        errors = log.errors() if hasattr(log, "errors") else []
+        raise BuildError(explain_build_failure([*errors, str(exc)], workspace_bytes)) from exc
     if plan is None:
         raise BuildError(explain_build_failure(log.errors() if hasattr(log, "errors") else [], workspace_bytes))
     return bytes(plan)
@@ -568,6 +576,11 @@ def check_compute_capability(settings: EngineSettings, local: tuple[int, int] | 
     )
 
 
+def _raise_calibration_error(calibrator: Any) -> None:
+    if calibrator is not None and calibrator.error is not None:
+        raise CalibrationError(f"INT8 calibration failed: {calibrator.error}") from calibrator.error
+
+
 def build_engine(settings: EngineSettings, *, allocator: Any = None, console: Any = None) -> Any:
     """Build ``settings.plan_path`` (atomically) and its ``.json`` sidecar; returns the :class:`PlanSidecar`.
 
@@ -585,7 +598,8 @@ def build_engine(settings: EngineSettings, *, allocator: Any = None, console: An
     check_writable_parent(settings.plan_path)
     trt = require_tensorrt()
     caps = capabilities(trt)
-    check_precision_support(settings, caps, onnx_precision(onnx_path))
+    onnx_types = onnx_precision(onnx_path)
+    check_precision_support(settings, caps, onnx_types)
 
     calibrator = None
     if settings.precision in ("int8", "best") and settings.int8_mode == "calibrator":
@@ -603,22 +617,26 @@ def build_engine(settings: EngineSettings, *, allocator: Any = None, console: An
     check_network_input(network, settings)
     progress = ProgressMonitor(console) if settings.show_progress and caps.progress_monitor else None
     config = config_from_settings(builder, network, settings, caps, calibrator=calibrator, progress=progress,
-                                  timing_cache_bytes=timing_cache_bytes(settings.timing_cache))
+                                  timing_cache_bytes=timing_cache_bytes(settings.timing_cache),
+                                  int8_scales=onnx_types.has_qdq or calibrator is not None)
     try:
         plan = engine_bytes_from_network(builder, network, config, log, settings.workspace_bytes)
+    except BuildError:
+        _raise_calibration_error(calibrator)  # the root cause, when calibration broke the build
+        raise
     finally:
         if progress is not None:
             progress.close()
         if calibrator is not None:
             calibrator.free()
-    if calibrator is not None and calibrator.error is not None:
-        raise CalibrationError(f"INT8 calibration failed: {calibrator.error}") from calibrator.error
+    _raise_calibration_error(calibrator)
 
     inputs, outputs = network_io(network)
     dynamic = settings.min_batch != settings.max_batch
     extra: dict[str, Any] = {"int8_mode": settings.int8_mode if settings.precision in ("int8", "best") else None,
                              "workspace_bytes": int(settings.workspace_bytes), "gpu_fallback": settings.gpu_fallback,
-                             "strongly_typed": caps.always_strongly_typed, "allow_mismatch": settings.allow_mismatch}
+                             "strongly_typed": caps.always_strongly_typed, "allow_mismatch": settings.allow_mismatch,
+                             "int8_scales": onnx_types.has_qdq or calibrator is not None}
     if calibrator is not None and settings.calib_cache is not None and Path(settings.calib_cache).is_file():
         extra["calib_cache_sha256"] = sha256_file(settings.calib_cache)
     cc = device.compute_capability if device else tuple(settings.expected_compute_capability or (0, 0))

@@ -256,7 +256,8 @@ def test_dry_run_build_engine(tmp_path, monkeypatch, precision):
     sidecar = loaders.build_engine(s, console=__import__("rich.console").console.Console(file=io.StringIO()))
 
     flags = [a[0] for a in set_calls(calls, "set_flag")]
-    by_precision = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8", "FP16"], "best": ["FP16", "INT8"]}
+    # "best" here has an FP32 ONNX without Q/DQ and no calibrator: no INT8 scales, so FP16 only
+    by_precision = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8", "FP16"], "best": ["FP16"]}
     want = [getattr(trt.BuilderFlag, f) for f in by_precision[precision]] if CAPS.precision_flags else []
     assert flags == want, f"{precision} on TensorRT {EXPECTED}: set flags {flags}, expected {want}"
     net_flags = set_calls(calls, "create_network")[0][0]
@@ -319,6 +320,8 @@ def test_dry_run_implicit_calibration(tmp_path, monkeypatch):
     assert (tmp_path / "calib.cache").read_bytes() == payload, "calibration cache must be written"
     assert len(alloc.memory) == 1 and alloc.freed, "one device buffer, freed after calibration"
     assert set_calls(calls, "set_calibration_profile"), "dynamic shapes need a calibration profile"
+    flags = [a[0] for a in set_calls(calls, "set_flag")]
+    assert flags == [trt.BuilderFlag.INT8, trt.BuilderFlag.FP16], f"int8 with a calibrator sets INT8 and FP16, got {flags}"
     assert sidecar.extra["int8_mode"] == "calibrator" and "calib_cache_sha256" in sidecar.extra, f"sidecar extra {sidecar.extra}"
 
 
@@ -366,3 +369,22 @@ def test_dry_run_out_of_memory_names_workspace(tmp_path, monkeypatch):
         loaders.build_engine(settings_for(tmp_path, "fp16" if CAPS.always_strongly_typed else "fp32", precision="fp32",
                                           show_progress=False))
     assert not (tmp_path / "model.plan").exists(), "no plan after a failed build"
+
+
+@needs_calibrator
+def test_dry_run_bad_calibration_data_is_the_reported_cause(tmp_path, monkeypatch):
+    def drive(config, calls):
+        cal = set_calls(calls, "set:int8_calibrator")[0][0]
+        while cal.get_batch(["input"]) is not None:
+            pass
+
+    calls, builder, parser = checked_builder(on_build=drive)
+    real = builder(loaders.logger(trt))
+    real._returns["build_serialized_network"] = lambda net, cfg: (drive(cfg, calls), None)[1]  # TensorRT fails too
+    monkeypatch.setattr(trt, "Builder", builder)
+    monkeypatch.setattr(trt, "OnnxParser", parser)
+    s = settings_for(tmp_path, precision="int8", int8_mode="calibrator", calib_dataset=Batches(4), calib_batch_size=8,
+                     show_progress=False)
+    with pytest.raises(CalibrationError, match="no full batch of 8 images"):
+        loaders.build_engine(s, allocator=FakeAllocator())
+    assert not (tmp_path / "model.plan").exists(), "no plan after failed calibration"

@@ -106,7 +106,10 @@ def _install_bindings(version: str, site_dir: Path) -> None:
     (tmp / "tensorrt").mkdir(exist_ok=True)
     (tmp / "tensorrt" / "__init__.py").write_text(SHIM)
     shutil.rmtree(site_dir, ignore_errors=True)
-    tmp.rename(site_dir)
+    try:
+        tmp.rename(site_dir)
+    except OSError:  # another process finished the same version first
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _compile_stubs(version: str, lib_dir: Path) -> None:
@@ -120,7 +123,10 @@ def _compile_stubs(version: str, lib_dir: Path) -> None:
         _run([cxx, "-shared", "-fPIC", "-O1", f"-D{macro}", f"-Wl,-soname,{soname}", "-o", str(tmp / soname), str(SOURCE)],
              f"compiling {soname}")
     shutil.rmtree(lib_dir, ignore_errors=True)
-    tmp.rename(lib_dir)
+    try:
+        tmp.rename(lib_dir)
+    except OSError:  # another process finished the same version first
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def prepare(version: str, build_dir: Path = BUILD_DIR) -> StubEnv:
