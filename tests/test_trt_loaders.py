@@ -126,3 +126,13 @@ def test_compute_capability_check(tmp_path):
 def test_probe_table_covers_capabilities():
     fields = {f.name for f in dataclasses.fields(caps_mod.Capabilities)} - {"version"}
     assert fields == set(caps_mod.PROBES), f"Capabilities fields and PROBES differ: {fields ^ set(caps_mod.PROBES)}"
+
+
+def test_local_compute_capability_without_gpu():
+    import torch
+
+    cc = loaders.local_compute_capability()
+    if torch.cuda.is_available():
+        assert cc == tuple(torch.cuda.get_device_capability(0)), f"compute capability {cc} disagrees with torch"
+    else:
+        assert cc is None, f"no GPU here, local_compute_capability() returned {cc}"

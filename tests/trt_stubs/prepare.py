@@ -105,6 +105,9 @@ def _install_bindings(version: str, site_dir: Path) -> None:
           "--no-compile", "--target", str(tmp), req], f"pip install {req} (is the package index reachable?)")
     (tmp / "tensorrt").mkdir(exist_ok=True)
     (tmp / "tensorrt" / "__init__.py").write_text(SHIM)
+    # Shadow a real tensorrt_libs wheel, if one is installed: it would load the real libnvinfer first.
+    (tmp / "tensorrt_libs").mkdir(exist_ok=True)
+    (tmp / "tensorrt_libs" / "__init__.py").write_text('"""Empty on purpose: the stand-in libraries must be the ones loaded."""\n')
     shutil.rmtree(site_dir, ignore_errors=True)
     try:
         tmp.rename(site_dir)
