@@ -35,3 +35,11 @@ def test_conformance(version):
     report = (proc.stdout + proc.stderr)[-6000:]
     assert proc.returncode == 0, f"TensorRT {version} conformance failed:\n{report}"
     assert " passed" in proc.stdout, f"TensorRT {version}: no test ran:\n{report}"
+
+
+def test_prepare_without_compiler_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no c++, g++ or clang++ in an empty folder
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(prepare.StubsUnavailable, match="no C\\+\\+ compiler"):
+        prepare.prepare("10.3.0", build_dir=tmp_path / "build")
+    assert not (tmp_path / "build" / "10.3.0" / "site").exists(), "nothing may be downloaded without a compiler"

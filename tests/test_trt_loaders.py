@@ -17,7 +17,7 @@ from onnx_models import write_model  # noqa: E402
 from edgeres.errors import BuildError, TensorRTUnavailableError  # noqa: E402
 from edgeres.trt import caps as caps_mod  # noqa: E402
 from edgeres.trt import loaders  # noqa: E402
-from edgeres.trt.settings import EngineSettings, check_settings  # noqa: E402
+from edgeres.trt.settings import EngineSettings  # noqa: E402
 
 
 def make_caps(major: int) -> caps_mod.Capabilities:
@@ -60,20 +60,6 @@ def test_build_engine_without_tensorrt_writes_nothing(tmp_path, monkeypatch):
         loaders.build_engine(settings(tmp_path))
     loaders._import_tensorrt.cache_clear()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"], "nothing may be written when TensorRT is missing"
-
-
-@pytest.mark.parametrize("kw, match", [
-    ({"precision": "int4"}, "precision must be one of"),
-    ({"int8_mode": "ptq"}, "int8_mode must be one of"),
-    ({"min_batch": 4, "opt_batch": 2, "max_batch": 8}, "min <= opt <= max"),
-    ({"input_shape": (3, 0, 8)}, "three positive sizes"),
-    ({"dla_core": 0, "precision": "fp32"}, "DLA runs only FP16 or INT8"),
-    ({"precision": "int8", "int8_mode": "calibrator"}, "needs calibration data or an existing calibration cache"),
-    ({"workspace_bytes": 1000}, "at least 1 MiB"),
-])
-def test_check_settings_refuses(tmp_path, kw, match):
-    with pytest.raises(BuildError, match=match):
-        check_settings(settings(tmp_path, **kw))
 
 
 def test_onnx_precision_reads_types_and_qdq(tmp_path):

@@ -28,6 +28,7 @@ from edgeres.trt.caps import Capabilities, capabilities
 from edgeres.trt.settings import EngineSettings, check_settings
 
 MIN_VERSION = (8, 5)
+MAX_PARSER_ERRORS = 5  # listed in the one-line message; the rest are counted
 
 INSTALL_HINT = (
     "on Jetson, TensorRT comes with JetPack (sudo apt install python3-libnvinfer, or reflash JetPack); "
@@ -133,9 +134,10 @@ def builder_from_logger(trt: ModuleType, log: Any) -> Any:
     try:
         return trt.Builder(log)
     except TypeError as exc:  # pybind11: "factory function returned nullptr"
+        said = " | ".join(log.errors()) if hasattr(log, "errors") else ""
         raise TensorRTUnavailableError(
-            f"TensorRT {trt.__version__} could not create a builder ({exc}): no usable NVIDIA GPU or CUDA driver "
-            "here (or these are the test suite's stand-in libraries); build on a machine with the target's GPU"
+            f"TensorRT {trt.__version__} could not create a builder ({said or exc}): no usable NVIDIA GPU or CUDA "
+            "driver here (or these are the test suite's stand-in libraries); build on a machine with the target's GPU"
         ) from exc
 
 
@@ -153,9 +155,12 @@ def network_from_onnx(builder: Any, onnx_path: str | os.PathLike[str], caps: Cap
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, log)
     if not parser.parse_from_file(os.fspath(onnx_path)):
-        errors = [parser_error_text(parser.get_error(i)) for i in range(parser.num_errors)]
+        count = int(parser.num_errors)
+        errors = [parser_error_text(parser.get_error(i)) for i in range(min(count, MAX_PARSER_ERRORS))]
+        more = f"; and {count - MAX_PARSER_ERRORS} more" if count > MAX_PARSER_ERRORS else ""
         raise BuildError(
-            f"TensorRT {trt.__version__} could not parse {onnx_path}: {'; '.join(errors) or 'no parser error recorded'}"
+            f"TensorRT {trt.__version__} could not parse {onnx_path}: "
+            f"{'; '.join(errors) or 'no parser error recorded'}{more}"
         )
     return network, parser
 

@@ -388,3 +388,14 @@ def test_dry_run_bad_calibration_data_is_the_reported_cause(tmp_path, monkeypatc
     with pytest.raises(CalibrationError, match="no full batch of 8 images"):
         loaders.build_engine(s, allocator=FakeAllocator())
     assert not (tmp_path / "model.plan").exists(), "no plan after failed calibration"
+
+
+def test_dry_run_many_parser_errors_are_counted(tmp_path, monkeypatch):
+    errors = [{"node": i, "desc": f"problem {i}", "node_name": f"/n{i}", "node_operator": "Foo"} for i in range(7)]
+    calls, builder, parser = checked_builder(parse_ok=False, parser_errors=errors)
+    monkeypatch.setattr(trt, "Builder", builder)
+    monkeypatch.setattr(trt, "OnnxParser", parser)
+    with pytest.raises(BuildError) as info:
+        loaders.build_engine(settings_for(tmp_path, "fp16" if CAPS.always_strongly_typed else "fp32", precision="fp32"))
+    msg = str(info.value)
+    assert "problem 4" in msg and "problem 5" not in msg and msg.endswith("; and 2 more"), f"message: {msg}"
