@@ -23,18 +23,36 @@ import prepare  # noqa: E402
 REPO = HERE.parent
 
 
+@pytest.fixture(scope="module")
+def runs():
+    """Start every version's conformance run at once (they are independent); version -> Popen or skip reason."""
+    started: dict[str, subprocess.Popen | str] = {}
+    for version in prepare.VERSIONS:
+        try:
+            env = prepare.prepare(version)
+        except prepare.StubsUnavailable as exc:
+            started[version] = f"TensorRT {version} bindings cannot be prepared: {exc}"
+            continue
+        cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning",
+               "--rootdir", str(REPO), str(HERE / "trt_stubs" / "conformance.py")]
+        started[version] = subprocess.Popen(cmd, cwd=REPO, env=env.env(extra_pythonpath=[str(REPO)]),
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    yield started
+    for proc in started.values():
+        if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.parametrize("version", list(prepare.VERSIONS))
-def test_conformance(version):
-    try:
-        env = prepare.prepare(version)
-    except prepare.StubsUnavailable as exc:
-        pytest.skip(f"TensorRT {version} bindings cannot be prepared: {exc}")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning",
-           "--rootdir", str(REPO), str(HERE / "trt_stubs" / "conformance.py")]
-    proc = subprocess.run(cmd, cwd=REPO, env=env.env(extra_pythonpath=[str(REPO)]), capture_output=True, text=True, timeout=300)
-    report = (proc.stdout + proc.stderr)[-6000:]
+def test_conformance(runs, version):
+    proc = runs[version]
+    if isinstance(proc, str):
+        pytest.skip(proc)
+    out, _ = proc.communicate(timeout=300)
+    report = out[-6000:]
     assert proc.returncode == 0, f"TensorRT {version} conformance failed:\n{report}"
-    assert " passed" in proc.stdout, f"TensorRT {version}: no test ran:\n{report}"
+    assert " passed" in out, f"TensorRT {version}: no test ran:\n{report}"
 
 
 def test_prepare_without_compiler_says_so(tmp_path, monkeypatch):
