@@ -253,7 +253,11 @@ def config_from_settings(builder: Any, network: Any, settings: EngineSettings, c
     if calibrator is not None:
         config.int8_calibrator = calibrator
         if caps.calibration_profile:
-            config.set_calibration_profile(profile)
+            # Calibration runs at the calibration profile's opt shape, which must be the calibrator's batch.
+            calib_profile = builder.create_optimization_profile()
+            calib_shape = settings.shape(settings.calib_batch_size)
+            calib_profile.set_shape(settings.input_name, calib_shape, calib_shape, calib_shape)
+            config.set_calibration_profile(calib_profile)
 
     if settings.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA

@@ -319,7 +319,10 @@ def test_dry_run_implicit_calibration(tmp_path, monkeypatch):
     sidecar = loaders.build_engine(s, allocator=alloc)
     assert (tmp_path / "calib.cache").read_bytes() == payload, "calibration cache must be written"
     assert len(alloc.memory) == 1 and alloc.freed, "one device buffer, freed after calibration"
-    assert set_calls(calls, "set_calibration_profile"), "dynamic shapes need a calibration profile"
+    assert set_calls(calls, "set_shape")[1] == ("input", (8, 3, 8, 8), (8, 3, 8, 8), (8, 3, 8, 8)), \
+        "calibration profile must be fixed at the calibration batch"
+    assert len(set_calls(calls, "set_calibration_profile")) == 1, "dynamic shapes need a calibration profile"
+    assert len(set_calls(calls, "add_optimization_profile")) == 1, "the calibration profile is not an engine profile"
     flags = [a[0] for a in set_calls(calls, "set_flag")]
     assert flags == [trt.BuilderFlag.INT8, trt.BuilderFlag.FP16], f"int8 with a calibrator sets INT8 and FP16, got {flags}"
     assert sidecar.extra["int8_mode"] == "calibrator" and "calib_cache_sha256" in sidecar.extra, f"sidecar extra {sidecar.extra}"
