@@ -17,8 +17,20 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "trt_stubs"))
-import prepare  # noqa: E402
+
+
+def _load(name: str, path: Path):
+    """Import a helper by path under a unique name (tests/ is not a package; names must not collide)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+prepare = _load("edgeres_trt_stubs_prepare", HERE / "trt_stubs" / "prepare.py")
 
 REPO = HERE.parent
 

@@ -11,8 +11,18 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "trt_stubs"))
-from onnx_models import write_model  # noqa: E402
+
+def _write_model_function():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "trt_stubs" / "onnx_models.py"
+    spec = importlib.util.spec_from_file_location("edgeres_trt_stubs_onnx_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_model
+
+
+write_model = _write_model_function()
 
 from edgeres.errors import BuildError, TensorRTUnavailableError  # noqa: E402
 from edgeres.trt import caps as caps_mod  # noqa: E402
