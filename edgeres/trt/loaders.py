@@ -232,6 +232,7 @@ def config_from_settings(builder: Any, network: Any, settings: EngineSettings, c
     ``best`` builds FP16 only, as TensorRT would anyway, instead of asking for INT8 it cannot use.
     """
     trt = require_tensorrt()
+    check_network_input(network, settings)  # the profile below must fit the parsed network's input
 
     config = builder.create_builder_config()
     if caps.memory_pool_limit:
@@ -622,8 +623,7 @@ def build_engine(settings: EngineSettings, *, allocator: Any = None, console: An
     device = local_device()
     check_compute_capability(settings, None if device is None else device.compute_capability,
                              "unknown" if device is None else device.name)
-    network, _parser = network_from_onnx(builder, onnx_path, caps, log)
-    check_network_input(network, settings)
+    network, _parser = network_from_onnx(builder, onnx_path, caps, log)  # _parser owns weights until the build ends
     progress = ProgressMonitor(console) if settings.show_progress and caps.progress_monitor else None
     config = config_from_settings(builder, network, settings, caps, calibrator=calibrator, progress=progress,
                                   timing_cache_bytes=timing_cache_bytes(settings.timing_cache),

@@ -402,3 +402,18 @@ def test_dry_run_many_parser_errors_are_counted(tmp_path, monkeypatch):
         loaders.build_engine(settings_for(tmp_path, "fp16" if CAPS.always_strongly_typed else "fp32", precision="fp32"))
     msg = str(info.value)
     assert "problem 4" in msg and "problem 5" not in msg and msg.endswith("; and 2 more"), f"message: {msg}"
+
+
+@pytest.mark.parametrize("network_input, kw, match", [
+    ((1, 3, 8, 8), {}, "fixed batch of 1, received batches 1/4/8"),
+    ((-1, 3, 16, 16), {}, r"has shape \[-1, 3, 16, 16\], expected \['N', 3, 8, 8\]"),
+    ((-1, 3, 8, 8), {"input_name": "images"}, r"the ONNX has inputs \['input'\], expected one named 'images'"),
+])
+def test_dry_run_profile_must_fit_network(tmp_path, monkeypatch, network_input, kw, match):
+    calls, builder, parser = checked_builder(network_input=network_input)
+    monkeypatch.setattr(trt, "Builder", builder)
+    monkeypatch.setattr(trt, "OnnxParser", parser)
+    kind = "fp16" if CAPS.always_strongly_typed else "fp32"
+    with pytest.raises(BuildError, match=match):
+        loaders.build_engine(settings_for(tmp_path, kind, precision="fp16", show_progress=False, **kw))
+    assert not set_calls(calls, "build_serialized_network"), "no build with a profile the network cannot take"
