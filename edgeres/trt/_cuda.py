@@ -37,7 +37,7 @@ def _cudart() -> Any:
 
 def _check(result: tuple[Any, ...], what: str) -> Any:
     err, *rest = result
-    if int(err) != 0:
+    if int(getattr(err, "value", err)) != 0:  # cudaError_t enum; 0 is cudaSuccess
         raise TensorRTUnavailableError(f"CUDA call {what} failed with {err!r}")
     return rest[0] if len(rest) == 1 else tuple(rest)
 
@@ -108,10 +108,10 @@ class DeviceInfo:
 def _device_from_cuda_python() -> DeviceInfo | None:
     rt = _cudart()
     err, count = rt.cudaGetDeviceCount()
-    if int(err) != 0 or count < 1:
+    if int(getattr(err, "value", err)) != 0 or count < 1:
         return None
     err, props = rt.cudaGetDeviceProperties(0)
-    if int(err) != 0:
+    if int(getattr(err, "value", err)) != 0:
         return None
     name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else str(props.name)
     return DeviceInfo(name=name, compute_capability=(int(props.major), int(props.minor)))
