@@ -9,7 +9,6 @@ Skips only when no C++ compiler is present or the package index is unreachable.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path

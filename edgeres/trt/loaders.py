@@ -212,7 +212,7 @@ def check_network_input(network: Any, settings: EngineSettings) -> None:
     want = list(settings.shape(settings.opt_batch))
     if len(shape) != 4:
         raise BuildError(f"input {settings.input_name!r} has shape {shape}, expected NCHW {want}")
-    for axis, (have, need) in enumerate(zip(shape[1:], want[1:]), start=1):
+    for axis, (have, need) in enumerate(zip(shape[1:], want[1:], strict=True), start=1):
         if have >= 0 and have != need:
             raise BuildError(f"input {settings.input_name!r} has shape {shape}, expected {['N', *want[1:]]} (axis {axis} differs)")
     batches = {settings.min_batch, settings.opt_batch, settings.max_batch}

@@ -112,7 +112,7 @@ def check_call(trt: Any, owner: type, name: str, doc: str | None, args: tuple, k
         by_name = {p[0]: p for p in params}
         if any(k not in by_name for k in kwargs):
             continue
-        given = dict(zip([p[0] for p in params], args)) | kwargs
+        given = dict(zip([p[0] for p in params], args, strict=False)) | kwargs
         if any(p[0] not in given and not p[2] for p in params):
             continue
         if all(accepts(trt, by_name[k][1], v) for k, v in given.items()):

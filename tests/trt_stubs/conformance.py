@@ -16,11 +16,11 @@ from __future__ import annotations
 import io
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorrt as trt
+from rich.console import Console
 
 from checked import Checked, checked_factory
 from edgeres.errors import BuildError, CalibrationError, TensorRTUnavailableError
@@ -189,8 +189,6 @@ def test_calibrator_absent_where_removed(tmp_path):
 
 
 def test_progress_monitor():
-    from rich.console import Console
-
     out = io.StringIO()
     pm = loaders.ProgressMonitor(Console(file=out, width=100, force_terminal=False))
     if not CAPS.progress_monitor_class:
@@ -253,7 +251,7 @@ def test_dry_run_build_engine(tmp_path, monkeypatch, precision):
     monkeypatch.setattr(trt, "OnnxParser", parser)
     s = settings_for(tmp_path, kind, precision=precision, timing_cache=tmp_path / "model.timing", workspace_bytes=256 << 20,
                      target="orin-nano", recipe={"mean": [0.5, 0.5, 0.5]}, show_progress=True)
-    sidecar = loaders.build_engine(s, console=__import__("rich.console").console.Console(file=io.StringIO()))
+    sidecar = loaders.build_engine(s, console=Console(file=io.StringIO()))
 
     flags = [a[0] for a in set_calls(calls, "set_flag")]
     # "best" here has an FP32 ONNX without Q/DQ and no calibrator: no INT8 scales, so FP16 only
@@ -278,12 +276,15 @@ def test_dry_run_build_engine(tmp_path, monkeypatch, precision):
 
     assert meta["plan_sha256"] == hashlib.sha256(plan).hexdigest(), "sidecar must hash the plan that was written"
     assert (tmp_path / "model.timing").read_bytes() == b"timing-cache-bytes", "timing cache must be saved beside the engine"
+    from edgeres.sidecar import read_sidecar
+
+    assert read_sidecar(tmp_path / "model.plan") == sidecar, "build_engine must return the sidecar it wrote"
 
     # second build reuses the saved timing cache
     calls2, builder2, parser2 = checked_builder()
     monkeypatch.setattr(trt, "Builder", builder2)
     monkeypatch.setattr(trt, "OnnxParser", parser2)
-    loaders.build_engine(s, console=__import__("rich.console").console.Console(file=io.StringIO()))
+    loaders.build_engine(s, console=Console(file=io.StringIO()))
     assert set_calls(calls2, "create_timing_cache") == [(b"timing-cache-bytes",)], "saved timing cache must be reused"
 
 
