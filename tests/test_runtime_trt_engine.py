@@ -99,6 +99,9 @@ def test_wrong_compute_capability_is_refused(plan_path):
     other = StandinCuda(compute_capability=(7, 2))
     with pytest.raises(PlanMismatchError, match=r"compute capability 8\.7 \(this machine: 7\.2\).*rebuild"):
         open_standin(plan_path, other)
+    (plan_path.parent / "manifest.json").write_text("{}")
+    with pytest.raises(PlanMismatchError, match=f"edgeres compile {plan_path.parent}"):
+        open_standin(plan_path, other)  # inside a bundle the hint names the bundle folder
 
 
 def test_sidecar_sha256_mismatch_is_refused(plan_path, cuda):

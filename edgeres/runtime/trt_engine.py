@@ -63,6 +63,15 @@ REBUILD_HINT = (
     "or run the bundle's model.onnx with onnxruntime"
 )
 
+
+def rebuild_hint(path: Path) -> str:
+    """How to get a plan that runs here: ``edgeres compile`` on the plan's bundle folder when there is one."""
+    folder = path.parent
+    if (folder / "manifest.json").is_file():
+        return (f"rebuild the plan on this machine: edgeres compile {folder} "
+                f"(or run {folder / 'model.onnx'} with onnxruntime)")
+    return REBUILD_HINT
+
 # TensorRT DataType name -> numpy dtype name (declarative; BF16/FP8/INT4 have no numpy type)
 TRT_DTYPES: dict[str, str] = {
     "FLOAT": "float32",
@@ -128,7 +137,7 @@ def check_plan_compatible(
         device = f" on {sidecar.device_name}" if sidecar.device_name else ""
         raise PlanMismatchError(
             f"{path} was built{device} for {' and '.join(problems)}; a TensorRT plan runs only with the "
-            f"TensorRT version and GPU compute capability that built it. To fix: {REBUILD_HINT}"
+            f"TensorRT version and GPU compute capability that built it. To fix: {rebuild_hint(path)}"
         )
 
 
@@ -138,7 +147,9 @@ def plan_bytes_from_path(path: Path) -> bytes:
         raise EngineError(f"TensorRT plan {path} does not exist; expected a file built by edgeres compile")
     data = path.read_bytes()
     if not data:
-        raise PlanIntegrityError(f"TensorRT plan {path} is empty (0 bytes); expected a serialized engine. {REBUILD_HINT}")
+        raise PlanIntegrityError(
+            f"TensorRT plan {path} is empty (0 bytes); expected a serialized engine. To fix: {rebuild_hint(path)}"
+        )
     return data
 
 
@@ -149,7 +160,7 @@ def check_plan_hash(path: Path, plan: bytes, sidecar: PlanSidecar) -> None:
         raise PlanIntegrityError(
             f"{path} does not match its sidecar {sidecar_path(path).name}: expected sha256 "
             f"{sidecar.plan_sha256[:16]}..., received {digest[:16]}... (the plan was replaced or corrupted "
-            f"after it was built). {REBUILD_HINT}"
+            f"after it was built). To fix: {rebuild_hint(path)}"
         )
 
 
@@ -224,7 +235,7 @@ def engine_from_plan(runtime: Any, plan: bytes, path: Path, logger: Any) -> Any:
         said = "; ".join(getattr(logger, "messages", [])[-3:]) or "no message"
         raise PlanIntegrityError(
             f"TensorRT could not deserialize {path}: expected a plan built by this TensorRT for this GPU, "
-            f"received a corrupt or foreign file (TensorRT said: {said}). {REBUILD_HINT}"
+            f"received a corrupt or foreign file (TensorRT said: {said}). To fix: {rebuild_hint(path)}"
         )
     return engine
 
