@@ -86,7 +86,7 @@ def test_unknown_objects_are_refused_clearly():
 
 
 def test_onnxruntime_engine_refuses_gpu_tensors(tmp_path):
-    from _runtime_helpers import export_reference_onnx
+    from tests._runtime_helpers import export_reference_onnx
     from edgeres.runtime import Engine
 
     with Engine(export_reference_onnx(str(tmp_path))) as e:

@@ -40,7 +40,7 @@ def test_runtime_imports_no_torch_onnx_click_or_gpu_libraries(code):
 
 
 def test_opening_an_onnx_engine_imports_onnxruntime_but_not_torch_or_onnx(tmp_path):
-    from _runtime_helpers import export_reference_onnx
+    from tests._runtime_helpers import export_reference_onnx
 
     path = export_reference_onnx(str(tmp_path))
     code = (

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from _runtime_helpers import NUM_CLASSES, export_reference_onnx, sample_batch
+from tests._runtime_helpers import NUM_CLASSES, export_reference_onnx, sample_batch
 from edgeres import EdgeresError
 from edgeres.errors import EngineError
 from edgeres.runtime import (

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from _runtime_helpers import export_reference_onnx, resident_bytes, sample_batch
+from tests._runtime_helpers import export_reference_onnx, resident_bytes, sample_batch
 from edgeres.runtime import Engine
 
 THREADS = 8

@@ -14,8 +14,8 @@ import warnings
 import numpy as np
 import pytest
 
-from _runtime_helpers import export_reference_onnx, sample_batch
-from _trt_standin import PLAN_MAGIC, StandinCuda, standin_tensorrt
+from tests._runtime_helpers import export_reference_onnx, sample_batch
+from tests._trt_standin import PLAN_MAGIC, StandinCuda, standin_tensorrt
 from edgeres.runtime import (
     Engine,
     EngineClosedError,
@@ -173,7 +173,7 @@ def test_caller_stream_is_used(plan_path, cuda):
 
 
 def test_gpu_inputs_are_bound_without_copy(plan_path, cuda, onnx_bytes):
-    from test_runtime_arrays import CaiTensor
+    from tests.test_runtime_arrays import CaiTensor
 
     x = sample_batch(2, seed=4)
     device = cuda.malloc(x.nbytes)
