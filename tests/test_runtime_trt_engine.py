@@ -248,3 +248,30 @@ def test_close_frees_every_buffer_stream_and_event(plan_path, cuda):
     assert pending.result().shape == (2, 10), "a result handed out before close() stays readable"
     with pytest.raises(EngineClosedError):
         e.infer(sample_batch(1))
+
+
+def test_gpu_input_waits_for_its_producer_stream(plan_path, cuda, onnx_bytes):
+    from tests.test_runtime_arrays import CaiTensor
+
+    x = sample_batch(2, seed=12)
+    device = cuda.malloc(x.nbytes)
+    producer = cuda.stream_create()
+    cuda.memcpy_htod_async(device.ptr, x, producer)  # queued, not yet run: the data is not there yet
+    view = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_float * x.size).from_address(device.ptr)).reshape(x.shape)
+    with open_standin(plan_path, cuda) as e:
+        out = e.infer(CaiTensor(view, stream=producer))
+    np.testing.assert_allclose(out, reference(onnx_bytes, x), rtol=1e-6, atol=1e-6,
+                               err_msg="the engine read a GPU input before its producer stream wrote it")
+    cuda.stream_destroy(producer)
+    cuda.free(device)
+
+
+def test_forgotten_close_frees_on_garbage_collection(plan_path, cuda):
+    import gc
+
+    e = open_standin(plan_path, cuda)
+    e.infer(sample_batch(1))
+    assert cuda.live_device, "buffers exist while the engine lives"
+    del e
+    gc.collect()
+    assert not cuda.live_device and not cuda.live_host, "an engine dropped without close() leaked buffers"

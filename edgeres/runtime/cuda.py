@@ -172,6 +172,11 @@ class CudaApi:
     def stream_wait_event(self, stream: Any, event: Any) -> None:
         raise NotImplementedError
 
+    def order_after(self, foreign_stream: int, stream: Any, scratch_event: Any) -> None:
+        """Make ``stream`` wait for the work queued so far on a caller's raw stream handle."""
+        self.event_record(scratch_event, self.stream_from(foreign_stream))
+        self.stream_wait_event(stream, scratch_event)
+
     def graph_capture(self, stream: Any, enqueue: Callable[[], None]) -> Any:
         """Capture the work ``enqueue`` puts on ``stream`` into an instantiated graph."""
         raise EngineError(f"CUDA graphs need cuda-python; the {self.name} binding does not offer them here")
@@ -453,6 +458,10 @@ class PycudaApi(CudaApi):
 
     def stream_wait_event(self, stream: Any, event: Any) -> None:
         self._guard("Stream.wait_for_event", stream.wait_for_event, event)
+
+    def order_after(self, foreign_stream: int, stream: Any, scratch_event: Any) -> None:
+        # pycuda cannot wrap a raw stream handle: wait for the whole context instead (coarse, correct)
+        self._guard("Context.synchronize", self.drv.Context.synchronize)
 
 
 # binding name -> constructor, in order of preference (declarative; see module docstring)

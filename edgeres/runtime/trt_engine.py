@@ -386,6 +386,14 @@ class TrtEngine(Engine):
         self._local = threading.local()
         self._closed = False
 
+    def __del__(self) -> None:
+        # A forgotten close() must not leak device memory for the life of a robot process.
+        if not getattr(self, "_closed", True):
+            try:
+                self.close()
+            except Exception:  # interpreter shutdown or a dead context: nothing left to report to
+                pass
+
     # ---- slots ---------------------------------------------------------------------------------
     def _slot(self) -> _Slot:
         slot = getattr(self._local, "slot", None)
@@ -516,8 +524,7 @@ class TrtEngine(Engine):
                 if isinstance(value, DeviceArray):
                     all_host = False
                     if value.stream not in (None, 0):  # CAI v3: order after the producer's stream
-                        cuda.event_record(slot.wait_event, cuda.stream_from(value.stream))
-                        cuda.stream_wait_event(work, slot.wait_event)
+                        cuda.order_after(value.stream, work, slot.wait_event)
                     keep.append(value.owner)
                     self._bind(slot, info.name, value.ptr)
                 else:
