@@ -1,14 +1,12 @@
-"""Shared fixtures of the runtime tests: a small exported ResNet-20 and its reference outputs.
+"""Shared fixtures of the runtime tests: the shipped reference model exported to ONNX, and real digit inputs.
 
-Uses the shipped reference model (``edgeres.reference``) when it exists, else a
-randomly initialised ``resnet20`` with the same 1x28x28 input and 10 classes:
-the runtime's behaviour does not depend on the weights' quality.
+The reference (``edgeres.reference``) is a CIFAR ResNet-20 trained on real
+MNIST digits, 1x28x28 input, 10 classes; its test split gives real inputs.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -19,33 +17,39 @@ NUM_CLASSES = 10
 
 @functools.lru_cache(maxsize=None)
 def export_reference_onnx(folder: str) -> Path:
-    """Fold BN and export the reference (or a random resnet20) to ``folder/model.onnx``; cached per folder."""
+    """Fold BN and export the shipped reference model to ``folder/model.onnx`` (checked against PyTorch)."""
     import torch
 
     import edgeres
+    from edgeres.reference import reference_model
 
     path = Path(folder) / "model.onnx"
-    model = None
-    if importlib.util.find_spec("edgeres.reference") is not None:
-        from edgeres import reference
-
-        loader = getattr(reference, "load_reference_model", None) or getattr(reference, "reference_model", None)
-        if loader is not None:
-            model = loader()
-    if model is None:
-        torch.manual_seed(0)
-        model = edgeres.create_model("resnet20", num_classes=NUM_CLASSES, in_channels=INPUT_SHAPE[0])
-    model = model.eval()
-    model = edgeres.fold_batchnorm(model, torch.zeros(1, *INPUT_SHAPE))
-    edgeres.export_onnx(model, path, (1, *INPUT_SHAPE))
+    model = edgeres.fold_batchnorm(reference_model(), torch.zeros(1, *INPUT_SHAPE))
+    edgeres.export_onnx(model, path, (1, *INPUT_SHAPE), check_inputs=sample_batch(4))
     return path
 
 
-def sample_batch(batch: int, seed: int = 0) -> np.ndarray:
-    """Deterministic image-like float32 inputs (N, 1, 28, 28)."""
-    from edgeres.export import realistic_inputs
+@functools.lru_cache(maxsize=1)
+def _test_split() -> tuple[np.ndarray, np.ndarray]:
+    from edgeres.reference import reference_data_path
 
-    return realistic_inputs((batch, *INPUT_SHAPE), seed=seed)
+    with np.load(reference_data_path(), allow_pickle=False) as archive:
+        return archive["test_images"], archive["test_labels"]
+
+
+def digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` real test-split digits as uint8 NHWC images and their labels (seeded choice)."""
+    images, labels = _test_split()
+    idx = np.random.default_rng(seed).choice(len(images), size=count, replace=False)
+    return images[idx], labels[idx]
+
+
+def sample_batch(batch: int, seed: int = 0) -> np.ndarray:
+    """``batch`` real digits preprocessed with the reference recipe: float32 (N, 1, 28, 28)."""
+    from edgeres.reference import reference_recipe
+
+    images, _ = digits(batch, seed)
+    return reference_recipe().normalize_uint8_nhwc(images)
 
 
 def resident_bytes() -> int:

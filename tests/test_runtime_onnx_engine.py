@@ -212,3 +212,38 @@ def test_fp16_model_keeps_its_dtype_contract(onnx_path, tmp_path):
         np.testing.assert_array_equal(out, x * 2, err_msg="fp16 graph result")
         with pytest.raises(EngineInputError, match="expected float16.*received float32"):
             e.infer(x.astype(np.float32))
+
+
+def test_reference_model_keeps_its_recorded_accuracy_through_the_engine(engine):
+    from edgeres.reference import reference_info, reference_recipe
+    from tests._runtime_helpers import _test_split
+
+    images, labels = _test_split()
+    x = reference_recipe().normalize_uint8_nhwc(images)
+    futures = [engine.infer_async(x[i : i + 250]) for i in range(0, len(x), 250)]
+    predicted = np.concatenate([f.result(timeout=120) for f in futures]).argmax(1)
+    correct = int((predicted == labels).sum())
+    recorded = reference_info()["accuracy"]["fp32_onnxruntime_correct"]
+    assert correct == recorded, f"Engine gets {correct}/1000 right on the test split; recorded FP32 result is {recorded}"
+
+
+def test_qdq_int8_model_runs_with_the_same_api(onnx_path, tmp_path):
+    quantization = pytest.importorskip("onnxruntime.quantization")
+    from tests._runtime_helpers import sample_batch as batch_of
+
+    class Reader(quantization.CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"input": batch_of(8, seed=s)} for s in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    qdq = tmp_path / "model.qdq.onnx"
+    quantization.quantize_static(str(onnx_path), str(qdq), Reader(), quant_format=quantization.QuantFormat.QDQ,
+                                 per_channel=True, activation_type=quantization.QuantType.QInt8,
+                                 weight_type=quantization.QuantType.QInt8)
+    x = batch_of(64, seed=11)
+    with Engine(onnx_path) as fp32, Engine(qdq) as int8:
+        assert int8.inputs == fp32.inputs, f"Q/DQ keeps the float32 I/O contract: {int8.inputs}"
+        agree = float((fp32.infer(x).argmax(1) == int8.infer(x).argmax(1)).mean())
+    assert agree >= 0.95, f"Q/DQ INT8 top-1 agrees with FP32 on only {agree:.0%} of 64 real digits"
