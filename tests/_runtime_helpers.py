@@ -15,15 +15,24 @@ INPUT_SHAPE = (1, 28, 28)
 NUM_CLASSES = 10
 
 
-@functools.lru_cache(maxsize=None)
-def export_reference_onnx(folder: str) -> Path:
-    """Fold BN and export the shipped reference model to ``folder/model.onnx`` (checked against PyTorch)."""
+@functools.lru_cache(maxsize=1)
+def reference_onnx() -> Path:
+    """The shipped reference model, BN folded, exported once per test process (checked against PyTorch).
+
+    Tests that modify or move the model copy its bytes; this file stays read-only in spirit.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
     import torch
 
     import edgeres
     from edgeres.reference import reference_model
 
-    path = Path(folder) / "model.onnx"
+    folder = Path(tempfile.mkdtemp(prefix="edgeres-runtime-tests-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "model.onnx"
     model = edgeres.fold_batchnorm(reference_model(), torch.zeros(1, *INPUT_SHAPE))
     edgeres.export_onnx(model, path, (1, *INPUT_SHAPE), check_inputs=sample_batch(4))
     return path

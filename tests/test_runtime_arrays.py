@@ -86,10 +86,10 @@ def test_unknown_objects_are_refused_clearly():
 
 
 def test_onnxruntime_engine_refuses_gpu_tensors(tmp_path):
-    from tests._runtime_helpers import export_reference_onnx
+    from tests._runtime_helpers import reference_onnx
     from edgeres.runtime import Engine
 
-    with Engine(export_reference_onnx(str(tmp_path))) as e:
+    with Engine(reference_onnx()) as e:
         x = np.zeros((1, 1, 28, 28), np.float32)
         for tensor, protocol in ((CaiTensor(x), "cuda_array_interface"), (DlpackTensor(x, DL_CUDA), "dlpack")):
             with pytest.raises(EngineInputError, match=f"GPU tensor but the onnxruntime backend.*{protocol}.*cpu"):

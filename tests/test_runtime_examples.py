@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests._runtime_helpers import digits, export_reference_onnx
+from tests._runtime_helpers import digits, reference_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -41,7 +41,7 @@ def run_example(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bundle")
-    onnx = export_reference_onnx(str(tmp_path_factory.mktemp("bundle_src")))
+    onnx = reference_onnx()
     (folder / "model.onnx").write_bytes(onnx.read_bytes())
     (folder / "manifest.json").write_text(json.dumps({"recipe": reference_recipe_dict(), "min_batch": 1, "max_batch": 4}))
     return folder

@@ -39,10 +39,10 @@ def test_runtime_imports_no_torch_onnx_click_or_gpu_libraries(code):
     assert not loaded, f"`{code}` imported {loaded}"
 
 
-def test_opening_an_onnx_engine_imports_onnxruntime_but_not_torch_or_onnx(tmp_path):
-    from tests._runtime_helpers import export_reference_onnx
+def test_opening_an_onnx_engine_imports_onnxruntime_but_not_torch_or_onnx():
+    from tests._runtime_helpers import reference_onnx
 
-    path = export_reference_onnx(str(tmp_path))
+    path = reference_onnx()
     code = (
         "import numpy as np\nfrom edgeres.runtime import Engine\n"
         f"e = Engine({str(path)!r})\ne.infer(np.zeros((1, 1, 28, 28), np.float32))\ne.close()"

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tests._runtime_helpers import NUM_CLASSES, export_reference_onnx, sample_batch
+from tests._runtime_helpers import NUM_CLASSES, reference_onnx, sample_batch
 from edgeres import EdgeresError
 from edgeres.errors import EngineError
 from edgeres.runtime import (
@@ -23,8 +23,8 @@ from edgeres.runtime.onnx_engine import OnnxEngine
 
 
 @pytest.fixture(scope="module")
-def onnx_path(tmp_path_factory):
-    return export_reference_onnx(str(tmp_path_factory.mktemp("runtime_onnx")))
+def onnx_path():
+    return reference_onnx()
 
 
 @pytest.fixture()

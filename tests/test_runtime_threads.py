@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tests._runtime_helpers import export_reference_onnx, resident_bytes, sample_batch
+from tests._runtime_helpers import reference_onnx, resident_bytes, sample_batch
 from edgeres.runtime import Engine
 
 THREADS = 8
@@ -20,8 +20,8 @@ DISTINCT_INPUTS = 16
 
 
 @pytest.fixture(scope="module")
-def onnx_path(tmp_path_factory):
-    return export_reference_onnx(str(tmp_path_factory.mktemp("runtime_threads")))
+def onnx_path():
+    return reference_onnx()
 
 
 def test_8_threads_x_1000_inferences_match_single_threaded(onnx_path):

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tests._runtime_helpers import export_reference_onnx, sample_batch
+from tests._runtime_helpers import reference_onnx, sample_batch
 from tests._trt_standin import PLAN_MAGIC, StandinCuda, standin_tensorrt
 from edgeres.runtime import (
     Engine,
@@ -31,8 +31,8 @@ MAX_BATCH = 8
 
 
 @pytest.fixture(scope="module")
-def onnx_bytes(tmp_path_factory):
-    return export_reference_onnx(str(tmp_path_factory.mktemp("runtime_trt"))).read_bytes()
+def onnx_bytes():
+    return reference_onnx().read_bytes()
 
 
 def make_sidecar(plan: bytes, *, version="10.3.0", cc=(8, 7), sha=None) -> PlanSidecar:
