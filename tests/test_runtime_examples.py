@@ -108,7 +108,8 @@ def test_ros2_node_without_ros_explains_how_to_run():
 
 
 def test_ros2_module_imports_without_ros_or_torch():
-    code = (f"import importlib.util, sys\nspec = importlib.util.spec_from_file_location('n', {str(EXAMPLES / 'ros2_classifier.py')!r})\n"
+    example = str(EXAMPLES / "ros2_classifier.py")
+    code = (f"import importlib.util, sys\nspec = importlib.util.spec_from_file_location('n', {example!r})\n"
             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
             "print(sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'onnx', 'rclpy', 'click')))")
     result = run_example("-c", code)
