@@ -85,6 +85,10 @@ class StandinCuda(CudaApi):
         else:
             self.streams[stream].append(op)
 
+    def memcpy_htod(self, dst_ptr: int, src: np.ndarray) -> None:
+        self.h2d += 1
+        ctypes.memmove(dst_ptr, src.ctypes.data, src.nbytes)  # blocking: done when it returns
+
     def memcpy_htod_async(self, dst_ptr: int, src: np.ndarray, stream: Any) -> None:
         self.h2d += 1
         src_ptr, n = src.ctypes.data, src.nbytes

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import enum
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
 
 from edgeres.runtime import CudaError, TensorRTUnavailableError
+from edgeres.runtime import cuda as cuda_mod
 from edgeres.runtime.cuda import (
     BINDINGS,
+    CudaApi,
     CudaPythonApi,
     DeviceBuffer,
     PycudaApi,
+    DeviceInfo,
     check_result,
     cuda_api,
+    local_device,
     stream_handle_of,
 )
 
@@ -58,6 +63,22 @@ def test_check_result_unpacks_and_names_errors():
         check_result((FakeError.cudaErrorMemoryAllocation, None), "cudaMalloc(8)", lambda e: "out of memory")
 
 
+def test_check_result_accepts_enum_like_errors_with_value_only():
+    class Err:  # an enum-like error offering only .value (no int()): the layer must still read its code
+        value = 2
+
+        def __repr__(self):
+            return "<cudaError_t.cudaErrorMemoryAllocation: 2>"
+
+    class Ok:
+        value = 0
+
+    with pytest.raises(CudaError, match=r"cudaMalloc failed: expected cudaSuccess, received "
+                                        r"<cudaError_t.cudaErrorMemoryAllocation: 2> \(2\)"):
+        check_result((Err(), 0), "cudaMalloc")
+    assert check_result((Ok(), 1234), "cudaMalloc") == 1234, "success returns the value"
+
+
 def test_stream_handles_from_every_library_shape():
     class Torchish:
         cuda_stream = 11
@@ -92,6 +113,52 @@ def test_no_gpu_gives_one_unavailable_error_listing_each_binding():
         cuda_api()
 
 
+def _without_bindings(monkeypatch):
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.driver"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed, even where they are
+
+
+def test_no_binding_installed_says_what_to_install(monkeypatch):
+    _without_bindings(monkeypatch)
+    with pytest.raises(TensorRTUnavailableError) as info:
+        cuda_api()
+    msg = str(info.value)
+    for want in ("cuda-python: ", "pycuda: ", "pip install cuda-python", "pip install pycuda"):
+        assert want in msg, f"{want!r} missing from: {msg}"
+
+
+def test_local_device_none_without_any_binding(monkeypatch):
+    _without_bindings(monkeypatch)
+    assert local_device() is None, "no cuda-python and no pycuda: local_device() must be None"
+
+
+@pytest.mark.skipif(GPU, reason="this machine has a GPU; covered by the GPU round trip instead")
+def test_local_device_none_without_gpu():
+    assert local_device() is None, "no GPU here (whatever bindings are installed): local_device() must be None"
+
+
+def test_local_device_reads_the_first_usable_binding(monkeypatch):
+    class Gpu(CudaApi):
+        name = "fake"
+
+        def __init__(self, device):
+            self.device = device
+
+        def device_name(self):
+            return f"GPU {self.device}"
+
+        def compute_capability(self):
+            return (8, 7)
+
+    def unusable(device):
+        raise TensorRTUnavailableError("no GPU for this binding")
+
+    monkeypatch.setattr(cuda_mod, "BINDINGS", {"first": unusable, "second": Gpu})
+    assert local_device(1) == DeviceInfo("GPU 1", (8, 7)), "the first binding that sees a GPU answers"
+    monkeypatch.setattr(cuda_mod, "BINDINGS", {"first": unusable})
+    assert local_device() is None, "no binding sees a GPU: None"
+
+
 @needs_cuda_python
 def test_real_cuda_python_enums_through_check_result():
     from edgeres.runtime.cuda import import_cudart
@@ -119,7 +186,7 @@ def test_every_call_is_accepted_by_the_real_binding_and_fails_clearly():
     host = np.zeros(16, np.uint8)
     calls = {
         "activate": (), "device_count": (), "compute_capability": (), "device_name": (),
-        "malloc": (16,), "free": (DeviceBuffer(4096, 16),), "malloc_host": (16,),
+        "malloc": (16,), "free": (DeviceBuffer(4096, 16),), "malloc_host": (16,), "memcpy_htod": (4096, host),
         "memcpy_htod_async": (4096, host, 5), "memcpy_dtoh_async": (host, 4096, 5),
         "stream_create": (), "stream_synchronize": (5,), "stream_destroy": (5,),
         "event_create": (), "event_record": (7, 5), "event_query": (7,), "event_synchronize": (7,),
@@ -163,7 +230,14 @@ def _round_trip(api) -> None:  # pragma: no cover - needs a GPU
         assert api.event_query(event), "event must be complete after synchronize"
         out[:] = src
         np.testing.assert_array_equal(out, data, err_msg="host->device->host round trip changed the data")
+        api.memcpy_htod(dev.ptr, data[::-1].copy())  # blocking copy from pageable memory (the calibrator's)
+        api.memcpy_dtoh_async(src, dev.ptr, stream)
+        api.stream_synchronize(stream)
+        np.testing.assert_array_equal(src, data[::-1], err_msg="blocking host->device copy changed the data")
         assert len(api.compute_capability()) == 2, "compute capability is (major, minor)"
+        info = local_device(api.device)
+        assert info is not None and info.compute_capability == api.compute_capability(), f"local_device: {info}"
+        assert info.name == api.device_name() and info.name, f"device name {info.name!r}"
     finally:
         api.event_destroy(event)
         api.stream_destroy(stream)

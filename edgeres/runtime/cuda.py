@@ -1,10 +1,14 @@
 """A small CUDA buffer layer over cuda-python (``cuda.bindings.runtime``), with pycuda as fallback.
 
-The TensorRT engine needs only: device and pinned-host allocation, async
-host<->device copies, streams, events and (optionally) CUDA graph capture. Both
-bindings sit behind :class:`CudaApi` so the engine never touches a binding
-directly. cuda-python is NVIDIA's maintained binding (TensorRT's own samples
-use it) and is tried first; pycuda is used where it is what a device has.
+This is edgeres' one place that calls CUDA. The TensorRT engine needs only:
+device and pinned-host allocation, async host<->device copies, streams, events
+and (optionally) CUDA graph capture; the TensorRT build (``edgeres.trt``) needs
+device buffers with a blocking host-to-device copy for its INT8 calibrator and
+the local GPU's name and compute capability (:func:`local_device`). Both
+bindings sit behind :class:`CudaApi` so neither the engine nor the builder
+touches a binding directly. cuda-python is NVIDIA's maintained binding
+(TensorRT's own samples use it) and is tried first; pycuda is used where it is
+what a device has.
 
 Every cuda-python runtime call returns a tuple ``(cudaError_t, *values)``;
 :func:`check_result` turns a non-success code into :class:`CudaError` naming
@@ -81,6 +85,11 @@ def error_name(err: Any) -> str:
     return str(getattr(err, "name", err))
 
 
+def error_code(err: Any) -> int:
+    """The number of a ``cudaError_t`` (an int enum, or any enum-like object with ``.value``)."""
+    return int(getattr(err, "value", err))
+
+
 def check_result(result: Any, call: str, describe: Callable[[Any], str] | None = None) -> Any:
     """Unpack a cuda-python ``(error, *values)`` tuple; raise :class:`CudaError` on failure.
 
@@ -90,10 +99,10 @@ def check_result(result: Any, call: str, describe: Callable[[Any], str] | None =
         err, values = result[0], result[1:]
     else:
         err, values = result, ()
-    if int(err) != 0:
+    if error_code(err) != 0:
         detail = describe(err) if describe is not None else ""
         raise CudaError(
-            f"{call} failed: expected cudaSuccess, received {error_name(err)} ({int(err)})"
+            f"{call} failed: expected cudaSuccess, received {error_name(err)} ({error_code(err)})"
             + (f": {detail}" if detail else "")
         )
     if not values:
@@ -129,6 +138,10 @@ class CudaApi:
         raise NotImplementedError
 
     def free_host(self, buf: HostBuffer) -> None:
+        raise NotImplementedError
+
+    def memcpy_htod(self, dst_ptr: int, src: np.ndarray) -> None:
+        """Blocking copy from any (pageable) host array; returns when the device holds the data."""
         raise NotImplementedError
 
     def memcpy_htod_async(self, dst_ptr: int, src: np.ndarray, stream: Any) -> None:
@@ -231,7 +244,7 @@ class CudaPythonApi(CudaApi):
 
     def _count_or_unavailable(self) -> int:
         result = self.rt.cudaGetDeviceCount()
-        if int(result[0]) != 0 and error_name(result[0]) in _NO_DEVICE_ERRORS | {"cudaErrorInitializationError"}:
+        if error_code(result[0]) != 0 and error_name(result[0]) in _NO_DEVICE_ERRORS | {"cudaErrorInitializationError"}:
             raise TensorRTUnavailableError(
                 f"no usable CUDA GPU: cudaGetDeviceCount returned {error_name(result[0])} "
                 f"({self._describe(result[0])}); TensorRT engines need an NVIDIA GPU and driver "
@@ -282,6 +295,10 @@ class CudaPythonApi(CudaApi):
     def free_host(self, buf: HostBuffer) -> None:
         buf.array = np.empty(0, np.uint8)  # drop the view before the memory goes
         self._call(self.rt.cudaFreeHost(buf.ptr), "cudaFreeHost")
+
+    def memcpy_htod(self, dst_ptr: int, src: np.ndarray) -> None:
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._call(self.rt.cudaMemcpy(dst_ptr, src.ctypes.data, src.nbytes, kind), "cudaMemcpy(H2D)")
 
     def memcpy_htod_async(self, dst_ptr: int, src: np.ndarray, stream: Any) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
@@ -415,6 +432,9 @@ class PycudaApi(CudaApi):
         owner, buf.owner, buf.array = buf.owner, None, np.empty(0, np.uint8)
         self._guard("HostAllocation.free", owner.base.free)
 
+    def memcpy_htod(self, dst_ptr: int, src: np.ndarray) -> None:
+        self._guard("memcpy_htod", self.drv.memcpy_htod, dst_ptr, src)
+
     def memcpy_htod_async(self, dst_ptr: int, src: np.ndarray, stream: Any) -> None:
         self._guard("memcpy_htod_async", self.drv.memcpy_htod_async, dst_ptr, src, stream)
 
@@ -487,3 +507,25 @@ def cuda_api(device: int = 0, binding: str | None = None) -> CudaApi:
         except TensorRTUnavailableError as exc:
             reasons.append(f"{name}: {exc}")
     raise TensorRTUnavailableError("no CUDA binding is usable: " + "; ".join(reasons))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceInfo:
+    """One local GPU, as a TensorRT build records it in the plan's sidecar."""
+
+    name: str
+    compute_capability: tuple[int, int]
+
+
+def local_device(device: int = 0) -> DeviceInfo | None:
+    """Name and compute capability of local GPU ``device`` through :func:`cuda_api`; None without one.
+
+    None means: no binding imports, none sees a usable GPU (no driver, no
+    device, too old a driver), or a query call failed (:class:`CudaError`); the
+    build then records the device as unknown. Anything else is a bug and propagates.
+    """
+    try:
+        api = cuda_api(device)
+        return DeviceInfo(name=api.device_name(), compute_capability=api.compute_capability())
+    except (TensorRTUnavailableError, CudaError):
+        return None
