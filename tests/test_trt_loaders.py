@@ -127,8 +127,56 @@ def test_probe_table_covers_capabilities():
 def test_local_compute_capability_without_gpu():
     import torch
 
+    from edgeres.runtime import cuda
+
     cc = loaders.local_compute_capability()
-    if torch.cuda.is_available():
+    if cuda.local_device() is None:  # no GPU, or no cuda-python/pycuda to ask it (torch is not asked: one CUDA layer)
+        assert cc is None, f"no GPU or no CUDA binding here, local_compute_capability() returned {cc}"
+    elif torch.cuda.is_available():
         assert cc == tuple(torch.cuda.get_device_capability(0)), f"compute capability {cc} disagrees with torch"
-    else:
-        assert cc is None, f"no GPU here, local_compute_capability() returned {cc}"
+    else:  # a GPU, but CPU-only torch cannot confirm the number
+        assert isinstance(cc, tuple) and len(cc) == 2 and cc >= (3, 0), f"compute capability {cc} is not (major, minor)"
+
+
+def test_local_compute_capability_comes_from_the_runtime_cuda_layer(monkeypatch):
+    from edgeres.runtime import cuda
+
+    class Gpu(cuda.CudaApi):
+        def __init__(self, device):
+            self.device = device
+
+        def compute_capability(self):
+            return (8, 7)
+
+        def device_name(self):
+            return "Orin"
+
+    monkeypatch.setattr(cuda, "BINDINGS", {"fake": Gpu})
+    assert loaders.local_compute_capability() == (8, 7), "compute capability must come from edgeres.runtime.cuda"
+
+
+def test_default_allocator_without_bindings_says_what_to_install(monkeypatch):
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.autoinit", "pycuda.driver"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    with pytest.raises(TensorRTUnavailableError) as info:
+        loaders.default_allocator()
+    msg = str(info.value)
+    assert "cuda-python" in msg and "pycuda" in msg and "pip install cuda-python" in msg, f"message: {msg}"
+
+
+def test_cuda_allocator_owns_and_frees_its_buffers():
+    import numpy as np
+
+    from tests._trt_standin import StandinCuda
+
+    api = StandinCuda()
+    alloc = loaders.CudaAllocator(api)
+    data = np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)
+    ptr = alloc.alloc(data.nbytes)
+    assert isinstance(ptr, int) and ptr in api.live_device, f"alloc must return the int device pointer, got {ptr!r}"
+    alloc.copy_htod(ptr, data)
+    got = api.live_device[ptr][: data.nbytes].view(np.float32).reshape(data.shape)
+    np.testing.assert_array_equal(got, data, err_msg="copy_htod must leave the batch in device memory")
+    alloc.free(ptr)
+    alloc.free(ptr)  # the calibrator may free twice (after the last batch and after the build)
+    assert not api.live_device, f"device memory left after free: {list(api.live_device)}"

@@ -21,11 +21,14 @@ import functools
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 from edgeres.errors import BuildError, CalibrationError, OutputPathError, TensorRTUnavailableError
 from edgeres.trt.caps import Capabilities, capabilities
 from edgeres.trt.settings import EngineSettings, check_settings
+
+if TYPE_CHECKING:
+    from edgeres.runtime.cuda import CudaApi, DeviceBuffer
 
 MIN_VERSION = (8, 5)
 MAX_PARSER_ERRORS = 5  # listed in the one-line message; the rest are counted
@@ -91,10 +94,10 @@ def tensorrt_version() -> str:
 
 
 def local_compute_capability() -> tuple[int, int] | None:
-    """Compute capability of local GPU 0 (cuda-python, else torch.cuda); None without a GPU."""
-    from edgeres.trt._cuda import local_device
+    """Compute capability of local GPU 0 (via :mod:`edgeres.runtime.cuda`); None without a GPU or CUDA binding."""
+    from edgeres.runtime import cuda
 
-    info = local_device()
+    info = cuda.local_device()
     return None if info is None else info.compute_capability
 
 
@@ -322,6 +325,50 @@ def save_timing_cache(config: Any, path: str | os.PathLike[str]) -> None:
 # --- INT8 implicit calibration (TensorRT <= 10) ------------------------------------------------
 
 
+class DeviceAllocator(Protocol):
+    """Device memory as plain integer pointers, what the calibrator hands TensorRT (injectable for tests)."""
+
+    def alloc(self, nbytes: int) -> int: ...
+    def copy_htod(self, ptr: int, host: Any) -> None: ...
+    def free(self, ptr: int) -> None: ...
+
+
+class CudaAllocator:
+    """:class:`DeviceAllocator` over :mod:`edgeres.runtime.cuda` (owns the buffers it allocates).
+
+    Not verified on a GPU in this project's CI; the calls it makes are the runtime
+    layer's, checked against the real cuda-python binding in tests/test_runtime_cuda.py.
+    """
+
+    def __init__(self, api: CudaApi) -> None:
+        self._api = api
+        self._live: dict[int, DeviceBuffer] = {}  # ptr -> buffer (pycuda frees through the owning object)
+
+    def alloc(self, nbytes: int) -> int:
+        buf = self._api.malloc(int(nbytes))
+        self._live[buf.ptr] = buf
+        return buf.ptr
+
+    def copy_htod(self, ptr: int, host: Any) -> None:
+        self._api.memcpy_htod(ptr, host)
+
+    def free(self, ptr: int) -> None:
+        buf = self._live.pop(ptr, None)
+        if buf is not None:
+            self._api.free(buf)
+
+
+def default_allocator() -> CudaAllocator:
+    """Device memory on GPU 0 through the first usable CUDA binding (cuda-python, then pycuda).
+
+    Raises:
+        TensorRTUnavailableError: no binding imports or none sees a GPU; the message says why for each.
+    """
+    from edgeres.runtime import cuda
+
+    return CudaAllocator(cuda.cuda_api())
+
+
 @functools.lru_cache(maxsize=None)
 def _calibrator_class(trt: ModuleType) -> type:
     base = trt.IInt8EntropyCalibrator2
@@ -335,7 +382,7 @@ def _calibrator_class(trt: ModuleType) -> type:
         """
 
         def __init__(self, dataset: Any, cache_path: Path | None, batch_size: int,
-                     input_shape: tuple[int, int, int] | None, allocator: Any) -> None:
+                     input_shape: tuple[int, int, int] | None, allocator: DeviceAllocator | None) -> None:
             base.__init__(self)  # pybind11 trampolines need the base initialised explicitly
             self.dataset = dataset
             self.cache_path = None if cache_path is None else Path(cache_path)
@@ -422,12 +469,13 @@ def _calibrator_class(trt: ModuleType) -> type:
 
 
 def Int8EntropyCalibrator(dataset: Any, cache_path: str | os.PathLike[str] | None, batch_size: int = 8,  # noqa: N802
-                          input_shape: tuple[int, int, int] | None = None, allocator: Any = None) -> Any:
+                          input_shape: tuple[int, int, int] | None = None,
+                          allocator: DeviceAllocator | None = None) -> Any:
     """A ``trt.IInt8EntropyCalibrator2`` fed by ``dataset.batches(batch_size)`` (float32 NCHW).
 
     ``cache_path`` is read first (a valid cache skips calibration) and written after
-    calibration. ``allocator`` provides device memory (``alloc``/``copy_htod``/``free``);
-    default: cuda-python, then pycuda. TensorRT 11 has no implicit calibration: use a Q/DQ ONNX.
+    calibration. ``allocator`` provides device memory (a :class:`DeviceAllocator`); default:
+    :func:`default_allocator`. TensorRT 11 has no implicit calibration: use a Q/DQ ONNX.
     """
     trt = require_tensorrt()
     if not capabilities(trt).implicit_int8_calibrator:
@@ -436,8 +484,6 @@ def Int8EntropyCalibrator(dataset: Any, cache_path: str | os.PathLike[str] | Non
             "build INT8 from the Q/DQ ONNX (int8_mode='qdq')"
         )
     if allocator is None and dataset is not None:
-        from edgeres.trt._cuda import default_allocator
-
         allocator = default_allocator()
     return _calibrator_class(trt)(dataset, None if cache_path is None else Path(cache_path), batch_size,
                                   input_shape, allocator)
@@ -591,7 +637,7 @@ def _raise_calibration_error(calibrator: Any) -> None:
         raise CalibrationError(f"INT8 calibration failed: {calibrator.error}") from calibrator.error
 
 
-def build_engine(settings: EngineSettings, *, allocator: Any = None, console: Any = None) -> Any:
+def build_engine(settings: EngineSettings, *, allocator: DeviceAllocator | None = None, console: Any = None) -> Any:
     """Build ``settings.plan_path`` (atomically) and its ``.json`` sidecar; returns the :class:`PlanSidecar`.
 
     Order: settings and ONNX checks, TensorRT import and capability checks, builder
@@ -618,9 +664,9 @@ def build_engine(settings: EngineSettings, *, allocator: Any = None, console: An
 
     log = logger(trt)
     builder = builder_from_logger(trt, log)
-    from edgeres.trt._cuda import local_device
+    from edgeres.runtime import cuda
 
-    device = local_device()
+    device = cuda.local_device()
     check_compute_capability(settings, None if device is None else device.compute_capability,
                              "unknown" if device is None else device.name)
     network, _parser = network_from_onnx(builder, onnx_path, caps, log)  # _parser owns weights until the build ends

@@ -24,7 +24,8 @@ from rich.console import Console
 
 from checked import Checked, checked_factory
 from edgeres.errors import BuildError, CalibrationError, TensorRTUnavailableError
-from edgeres.trt import _cuda, loaders
+from edgeres.runtime import cuda
+from edgeres.trt import loaders
 from edgeres.trt.caps import capabilities
 from edgeres.trt.settings import EngineSettings
 from onnx_models import write_model
@@ -56,8 +57,8 @@ needs_progress = pytest.mark.skipif(not CAPS.progress_monitor, reason=f"TensorRT
 
 @pytest.fixture(autouse=True)
 def _no_gpu_queries(monkeypatch):
-    # cuda-python and torch would only report "no GPU" here; skip loading torch for that.
-    monkeypatch.setattr(_cuda, "_DEVICE_QUERIES", ())
+    # no GPU here; no CUDA binding either, whichever are installed, so the run does not depend on them
+    monkeypatch.setattr(cuda, "BINDINGS", {})
 
 
 class FakeAllocator:
@@ -78,6 +79,19 @@ class FakeAllocator:
 
     def free(self, ptr):
         self.freed.append(ptr)
+
+
+class Rtx3090(cuda.CudaApi):
+    """A CUDA binding that sees one RTX 3090 (device queries only)."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def device_name(self):
+        return "NVIDIA GeForce RTX 3090"
+
+    def compute_capability(self):
+        return (8, 6)
 
 
 class Batches:
@@ -346,7 +360,7 @@ def test_dry_run_refuses_other_gpu(tmp_path, monkeypatch):
     calls, builder, parser = checked_builder()
     monkeypatch.setattr(trt, "Builder", builder)
     monkeypatch.setattr(trt, "OnnxParser", parser)
-    monkeypatch.setattr(_cuda, "_DEVICE_QUERIES", (lambda: _cuda.DeviceInfo("NVIDIA GeForce RTX 3090", (8, 6)),))
+    monkeypatch.setattr(cuda, "BINDINGS", {"rtx3090": Rtx3090})
     kind = "fp16" if CAPS.always_strongly_typed else "fp32"
     s = settings_for(tmp_path, kind, precision="fp16", target="orin-nano", expected_compute_capability=(8, 7))
     with pytest.raises(BuildError, match=r"compute capability 8\.7, this GPU \(NVIDIA GeForce RTX 3090\) has 8\.6"):
