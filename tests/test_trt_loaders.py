@@ -156,7 +156,7 @@ def test_local_compute_capability_comes_from_the_runtime_cuda_layer(monkeypatch)
 
 
 def test_default_allocator_without_bindings_says_what_to_install(monkeypatch):
-    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.autoinit", "pycuda.driver"):
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.driver"):
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed
     with pytest.raises(TensorRTUnavailableError) as info:
         loaders.default_allocator()
