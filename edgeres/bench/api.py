@@ -71,7 +71,8 @@ def load_input_pool(data: str | None, sample_shape: tuple[int, int, int] | None,
     dataset = load_dataset(data, recipe)
     count = min(len(dataset), DATA_POOL_SAMPLES)
     pool = np.concatenate([images for images, _ in dataset.batches(256)], axis=0)[:count]
-    return InputSource(pool=pool, description=f"{count} samples of {data}")
+    labels = None if dataset.labels is None else np.asarray(dataset.labels)[:count]
+    return InputSource(pool=pool, labels=labels, description=f"{count} samples of {data}")
 
 
 def bench_models(

@@ -16,11 +16,13 @@ class InputSource:
 
     Attributes:
         pool: (N, C, H, W) float32 samples already preprocessed by the model's recipe, or None.
+        labels: (N,) int labels of the pool, or None (then agreement reports no accuracy).
         description: what the inputs are, for the report.
         seed: seed of the synthetic inputs.
     """
 
     pool: np.ndarray | None = None
+    labels: np.ndarray | None = None
     description: str = "synthetic image-like inputs (smooth random fields + noise, recipe-normalized scale)"
     seed: int = 0
 
@@ -50,6 +52,13 @@ class InputSource:
             if not np.any(b):
                 raise BenchError("an input batch is all zeros, which flatters sparse kernels; use real or random data")
         return out
+
+    def batch_labels(self, batch_size: int, count: int) -> np.ndarray | None:
+        """Labels of the samples :meth:`batches` returns, concatenated in buffer order; None without labels."""
+        if self.pool is None or self.labels is None:
+            return None
+        n = self.pool.shape[0]
+        return np.concatenate([self.labels[np.arange(k * batch_size, (k + 1) * batch_size) % n] for k in range(count)])
 
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description, "samples": None if self.pool is None else int(self.pool.shape[0]), "seed": self.seed}

@@ -197,7 +197,8 @@ def run_benchmark(
             speedup = agreement = None
             if ref is not None:
                 speedup = speedup_stats(ref.samples.round_medians_ms, cand.samples.round_medians_ms)
-                agreement = output_agreement(_outputs(reference, num_buffers), _outputs(candidate, num_buffers))
+                agreement = output_agreement(_outputs(reference, num_buffers), _outputs(candidate, num_buffers),
+                                             inputs.batch_labels(batch_size, num_buffers))
                 agreement["samples"] = batch_size * num_buffers
             warnings = []
             for role, side in (("candidate", cand), ("reference", ref)):

@@ -3,7 +3,8 @@
 ``Engine.infer`` takes host arrays and returns host arrays, so end-to-end
 latency includes the H2D and D2H copies; the runtime does not expose
 per-phase device events, so H2D/compute/D2H are n/a here (use trtexec or
-Nsight for a compute-only figure). Not verified on a GPU: this machine has
+Nsight for a compute-only figure). ``--cuda-graphs`` asks the runtime to
+replay a captured graph (``Engine(..., cuda_graph=True)``). Not verified on a GPU: this machine has
 none; the tests drive it through a fake ``Engine``.
 """
 
@@ -51,11 +52,18 @@ class TensorRTBackend:
             raise BenchError(f"the tensorrt backend needs edgeres.runtime, which failed to import: {exc}") from None
         # Engine raises EngineError subclasses itself (TensorRT missing, plan built for
         # another GPU or TensorRT version); they reach the user unchanged.
-        self._engine = Engine(self.path)
+        self._engine = Engine(self.path, cuda_graph=self.options.cuda_graphs)
+        low, high = getattr(self._engine, "min_batch", None), getattr(self._engine, "max_batch", None)
+        if low is not None and high is not None:
+            self._engine_range = (int(low), int(high))
 
     def prepare(self, batches: Sequence[np.ndarray]) -> None:
-        check_batches(batches)
-        dtype = np.dtype(self._sidecar.inputs[0].dtype) if self._sidecar and self._sidecar.inputs else np.float32
+        shape = check_batches(batches)
+        rng = getattr(self, "_engine_range", None)
+        if rng is not None and not rng[0] <= shape[0] <= rng[1]:
+            raise BenchError(f"batch size {shape[0]} is outside the engine's profile [{rng[0]}, {rng[1]}] ({self.path})")
+        inputs = getattr(self._engine, "inputs", None)
+        dtype = np.dtype(inputs[0].dtype) if inputs else np.float32
         self._host = [np.ascontiguousarray(b, dtype=dtype) for b in batches]
 
     def run(self, slot: int) -> None:
@@ -83,7 +91,7 @@ class TensorRTBackend:
             "profile_batch": [side.min_batch, side.opt_batch, side.max_batch] if side else None,
             "transfers_included": True,
             "phases_separated": False,
-            "cuda_graphs": False,
+            "cuda_graphs": self.options.cuda_graphs,
             "sync": "Engine.infer (blocking)",
             "host_memory": "as edgeres.runtime allocates",
         }
