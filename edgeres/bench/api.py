@@ -48,7 +48,7 @@ def reference_pair(log: Callable[[str], None]) -> Iterator[tuple[Path, Path]]:
         folded = fold_batchnorm(model, example)
         fp32 = folder / "model.onnx"
         export_onnx(folded, fp32, (1, *recipe.input_shape), check_inputs=example.numpy())
-        result = calibrate(fp32, calib, folder)
+        result = calibrate(fp32, calib, folder, progress=False)
         qdq = Path(getattr(result, "qdq_path", folder / "model.qdq.onnx"))
         if not qdq.is_file():
             raise BenchError(f"calibration did not produce {qdq}")

@@ -9,6 +9,7 @@ it. Bump :data:`SCHEMA_VERSION` on any change that renames or removes a key
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,10 @@ SPEEDUP_SCHEMA: dict[str, Any] = {
     "rounds": int, "per_round": [_NUM], "median": _NUM, "min": _NUM, "max": _NUM,
     "ci_low": _NUM, "ci_high": _NUM, "cv": _NUM,
 }
-AGREEMENT_SCHEMA: dict[str, Any] = {"top1_agreement": _NUM, "max_abs": _NUM, "cosine": _NUM, "samples": int}
+AGREEMENT_SCHEMA: dict[str, Any] = {
+    "top1_agreement": _NUM, "max_abs": _NUM, "cosine": _NUM, "sqnr_db": (_NUM, None), "samples": int,
+    "accuracy_ref": (_NUM, None), "accuracy": (_NUM, None),
+}
 SCHEMA: dict[str, Any] = {
     "format": str,
     "schema_version": int,
@@ -120,6 +124,17 @@ def validate_report(report: dict[str, Any]) -> list[str]:
     return errors
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (strict JSON has no inf/NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _stats(stats: LatencyStats | None) -> dict[str, Any] | None:
     return None if stats is None else stats.to_dict()
 
@@ -158,7 +173,7 @@ def report_dict(result: BenchResult) -> dict[str, Any]:
     from edgeres import __version__
 
     cfg = result.config
-    return {
+    return _finite({
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "edgeres_version": __version__,
@@ -179,7 +194,7 @@ def report_dict(result: BenchResult) -> dict[str, Any]:
         "environment": result.environment,
         "power_source": result.power_source,
         "results": [_batch(r) for r in result.results],
-    }
+    })
 
 
 def write_json(result: BenchResult, path: str | os.PathLike[str]) -> Path:
@@ -190,7 +205,7 @@ def write_json(result: BenchResult, path: str | os.PathLike[str]) -> Path:
     errors = validate_report(data)
     if errors:
         raise BenchError(f"internal error: report does not match schema v{SCHEMA_VERSION}: {errors[:3]}")
-    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def _ms(value: float | None) -> str:

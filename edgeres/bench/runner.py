@@ -60,19 +60,12 @@ class BenchResult:
 
 
 def output_agreement(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None = None) -> dict[str, Any]:
-    """Top-1 agreement, max abs error and cosine of two logit arrays (N, classes)."""
-    try:
-        from edgeres.evaluate import compare_logits
-    except ImportError:
-        compare_logits = None
-    if compare_logits is not None:
-        return {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v)
-                for k, v in compare_logits(reference, candidate, labels).items()}
-    from edgeres.export import output_agreement as max_abs_cosine
+    """Top-1 agreement, max abs error, cosine and SQNR of two logit arrays (N, classes), via
+    :func:`edgeres.evaluate.compare_logits`; accuracies of both sides when ``labels`` are given."""
+    from edgeres.evaluate import compare_logits
 
-    max_abs, cosine = max_abs_cosine(reference, candidate)
-    top1 = float(np.mean(reference.reshape(len(reference), -1).argmax(1) == candidate.reshape(len(candidate), -1).argmax(1)))
-    return {"top1_agreement": top1, "max_abs": max_abs, "cosine": cosine}
+    n = len(reference)
+    return compare_logits(reference.reshape(n, -1), candidate.reshape(len(candidate), -1), labels)
 
 
 def check_batch_sizes(batch_sizes: Sequence[int], backends: dict[str, Backend]) -> None:
@@ -199,7 +192,6 @@ def run_benchmark(
                 speedup = speedup_stats(ref.samples.round_medians_ms, cand.samples.round_medians_ms)
                 agreement = output_agreement(_outputs(reference, num_buffers), _outputs(candidate, num_buffers),
                                              inputs.batch_labels(batch_size, num_buffers))
-                agreement["samples"] = batch_size * num_buffers
             warnings = []
             for role, side in (("candidate", cand), ("reference", ref)):
                 if side is None:
