@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _bench_fixtures import linear_onnx
+from tests.bench_fixtures import linear_onnx
 from edgeres.bench.backends import BackendOptions, backend_for, check_installed, create_backend
 from edgeres.bench.resolve import SideSpec, default_reference, find_fp32_onnx, onnx_precision
 from edgeres.errors import BenchError

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from _bench_fixtures import linear_onnx
+from tests.bench_fixtures import linear_onnx
 from edgeres.cli import cli
 from edgeres.errors import EngineError
 
@@ -52,7 +52,7 @@ def test_qdq_against_fp32_writes_json_and_png(models: dict[str, Path], tmp_path:
     data = json.loads(out_json.read_text())
     assert validate_report(data) == [], "JSON conforms to the schema"
     assert [r["batch_size"] for r in data["results"]] == [1, 4], "batch sweep"
-    assert data["results"][0]["agreement"]["samples"] == 4, "agreement on 4 buffers of batch 1"
+    assert data["results"][0]["agreement"]["samples"] == 64 and data["results"][1]["agreement"]["samples"] == 64, "agreement on 64 samples"
     assert out_png.read_bytes()[:4] == b"\x89PNG", "PNG written"
 
 
@@ -121,3 +121,17 @@ def test_fp32_candidate_latency_only(models: dict[str, Path]) -> None:
     result = _run([str(models["fp32"]), *FAST])
     assert result.exit_code == 0 and "speedup" not in result.output, f"latency only: {result.stderr}"
     assert "FP32 model: measuring its latency only" in result.stderr, "the user is told why there is no comparison"
+
+
+def test_no_arguments_benchmarks_reference_int8_vs_fp32(tmp_path: Path) -> None:
+    out = tmp_path / "default.json"
+    result = _run(["--duration", "0.2", "--rounds", "2", "--warmup", "20", "--json", str(out)])
+    assert result.exit_code == 0, f"default bench failed: {result.stderr}"
+    data = json.loads(out.read_text())
+    cand, ref = data["candidate"], data["reference"]
+    assert cand["model"].endswith("model.qdq.onnx") and ref["model"].endswith("model.onnx"), f"INT8 vs FP32: {cand['model']}, {ref['model']}"
+    assert cand["execution_providers"] == ref["execution_providers"] == ["CPUExecutionProvider"], "both on onnxruntime CPU"
+    assert data["inputs"]["description"].endswith("reference:test"), f"real test digits as inputs: {data['inputs']}"
+    agreement = data["results"][0]["agreement"]
+    assert agreement["top1_agreement"] >= 0.95 and agreement["accuracy"] >= 0.95, f"INT8 agrees with FP32 on digits: {agreement}"
+    assert data["results"][0]["speedup"]["rounds"] == 2, "alternated rounds"

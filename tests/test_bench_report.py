@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _bench_fixtures import FakeBackend
+from tests.bench_fixtures import FakeBackend
 from edgeres.bench.backends.base import Phases
 from edgeres.bench.inputs import InputSource
 from edgeres.bench.report import SCHEMA, render_table, report_dict, validate_report, write_json
@@ -32,7 +32,7 @@ def test_runner_result_and_agreement(tmp_path: Path) -> None:
     assert [r.batch_size for r in result.results] == [1, 2], "one result per batch size"
     r = result.results[1]
     assert r.speedup is not None and r.speedup.rounds == 3, "three alternated rounds"
-    assert r.agreement["top1_agreement"] == 1.0 and r.agreement["samples"] == 6, f"same argmax on 2x3 inputs: {r.agreement}"
+    assert r.agreement["top1_agreement"] == 1.0 and r.agreement["samples"] == 64, f"same argmax on 32 batches of 2: {r.agreement}"
     assert 0 < r.agreement["max_abs"] < 0.1, f"1% scaled logits differ a little: {r.agreement['max_abs']}"
     assert r.candidate.compute.median_ms == 0.5 and r.reference.compute.median_ms == 1.0, "device phases summarized"
     np.testing.assert_array_equal(ref.batches[0], cand.batches[0], err_msg="both sides receive the same input arrays")

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from _bench_fixtures import FakeBackend
+from tests.bench_fixtures import FakeBackend
 from edgeres.bench.backends.base import Phases
 from edgeres.bench.timing import TimingConfig, alternate, measure, measure_single, warm_up
 from edgeres.errors import BenchError

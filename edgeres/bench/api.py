@@ -28,31 +28,44 @@ from edgeres.errors import BenchError
 DATA_POOL_SAMPLES = 512
 
 
+#: Calibration of the no-argument default: percentile (99.99%) activation ranges, and the Q/DQ
+#: placement onnxruntime's CPU provider turns into INT8 kernels (QLinearConv/QLinearAdd).
+DEFAULT_CALIBRATION = {"method": "percentile", "placement": "onnxruntime"}
+
+
 @contextlib.contextmanager
 def reference_pair(log: Callable[[str], None]) -> Iterator[tuple[Path, Path]]:
-    """(INT8 Q/DQ ONNX, FP32 ONNX) of the shipped reference model, in a temporary folder."""
+    """(INT8 Q/DQ ONNX, FP32 ONNX) of the shipped reference model, built in a temporary folder.
+
+    FP32: the shipped weights, BatchNorm folded, exported and checked against
+    PyTorch. INT8: calibrated on the shipped calibration split with
+    :data:`DEFAULT_CALIBRATION`; the Q/DQ placement is onnxruntime's, since
+    the default comparison runs on onnxruntime CPU.
+    """
+    import onnx
     import torch
 
     from edgeres import reference
-    from edgeres.calibrate import calibrate
+    from edgeres._io import write_bytes_atomic
+    from edgeres.calibrate import calibrate, qdq_model
     from edgeres.export import export_onnx
     from edgeres.fold import fold_batchnorm
 
     with tempfile.TemporaryDirectory(prefix="edgeres-bench-") as tmp:
         folder = Path(tmp)
         recipe = reference.reference_recipe()
-        log("- build the reference model's FP32 ONNX and INT8 Q/DQ ONNX (shipped weights and calibration split)")
+        log(f"- build the reference model's FP32 ONNX and INT8 Q/DQ ONNX ({DEFAULT_CALIBRATION['method']} calibration "
+            f"on the shipped calibration split, {DEFAULT_CALIBRATION['placement']} Q/DQ placement)")
         model = reference.reference_model()
         calib = reference.reference_dataset("calib")
         example = torch.from_numpy(next(calib.batches(8))[0])
-        folded = fold_batchnorm(model, example)
         fp32 = folder / "model.onnx"
-        export_onnx(folded, fp32, (1, *recipe.input_shape), check_inputs=example.numpy())
-        result = calibrate(fp32, calib, folder, progress=False)
-        qdq = Path(getattr(result, "qdq_path", folder / "model.qdq.onnx"))
-        if not qdq.is_file():
-            raise BenchError(f"calibration did not produce {qdq}")
-        yield qdq, fp32
+        export_onnx(fold_batchnorm(model, example), fp32, (1, *recipe.input_shape), check_inputs=example.numpy())
+        result = calibrate(fp32, calib, folder / "calib", method=DEFAULT_CALIBRATION["method"], progress=False)
+        qdq = qdq_model(onnx.load(str(fp32)), result.scales, exclude=result.excluded_layers,
+                        placement=DEFAULT_CALIBRATION["placement"])
+        qdq_path = write_bytes_atomic(folder / "model.qdq.onnx", qdq.SerializeToString())
+        yield qdq_path, fp32
 
 
 def load_input_pool(data: str | None, sample_shape: tuple[int, int, int] | None, recipe: Any = None) -> InputSource:
@@ -86,6 +99,7 @@ def bench_models(
     batch_sizes: Sequence[int] = (1,),
     config: TimingConfig = TimingConfig(),
     num_buffers: int = 4,
+    agreement_samples: int = 64,
     data: str | None = None,
     sysfs_root: str = "/",
     log: Callable[[str], None] = lambda _m: None,
@@ -98,7 +112,8 @@ def bench_models(
             return bench_models(
                 str(qdq), reference=None if no_reference else str(fp32), no_reference=no_reference,
                 options=dataclasses.replace(options, provider="cpu"), batch_sizes=batch_sizes, config=config,
-                num_buffers=num_buffers, data=data or "reference:test", sysfs_root=sysfs_root, log=log,
+                num_buffers=num_buffers, agreement_samples=agreement_samples, data=data or "reference:test",
+                sysfs_root=sysfs_root, log=log,
             )
     cand_spec = side_spec(candidate, backend, options)
     ref_spec: SideSpec | None = None
@@ -114,4 +129,4 @@ def bench_models(
     shape = cand.input_shape() or (ref.input_shape() if ref else None)
     inputs = load_input_pool(data, shape)
     return run_benchmark(cand, ref, batch_sizes=batch_sizes, config=config, inputs=inputs, num_buffers=num_buffers,
-                         sysfs_root=sysfs_root, log=log)
+                         agreement_samples=agreement_samples, sysfs_root=sysfs_root, log=log)

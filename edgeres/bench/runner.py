@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -121,6 +122,7 @@ def run_benchmark(
     config: TimingConfig = TimingConfig(),
     inputs: InputSource = InputSource(),
     num_buffers: int = 4,
+    agreement_samples: int = 64,
     environment: dict[str, Any] | None = None,
     sysfs_root: str = "/",
     log: Callable[[str], None] | None = None,
@@ -134,6 +136,8 @@ def run_benchmark(
         config: warm-up and measurement settings.
         inputs: where the rotating input batches come from (the same arrays reach both sides).
         num_buffers: how many distinct input batches rotate.
+        agreement_samples: samples (at least; whole batches, at least the rotating buffers) on which
+            both sides' outputs are compared after timing.
         environment: the recorded environment (collected here when None).
         sysfs_root: root of the power-rail and clock files (tests pass a fake tree).
         log: progress callback.
@@ -190,8 +194,12 @@ def run_benchmark(
             speedup = agreement = None
             if ref is not None:
                 speedup = speedup_stats(ref.samples.round_medians_ms, cand.samples.round_medians_ms)
-                agreement = output_agreement(_outputs(reference, num_buffers), _outputs(candidate, num_buffers),
-                                             inputs.batch_labels(batch_size, num_buffers))
+                count = max(num_buffers, math.ceil(agreement_samples / batch_size))
+                agree_batches = inputs.batches(sample_shape, batch_size, count)
+                for backend in sides.values():
+                    backend.prepare(agree_batches)
+                agreement = output_agreement(_outputs(reference, count), _outputs(candidate, count),
+                                             inputs.batch_labels(batch_size, count))
             warnings = []
             for role, side in (("candidate", cand), ("reference", ref)):
                 if side is None:

@@ -42,13 +42,14 @@ def _batch_list(ctx: click.Context, param: click.Parameter, value: str) -> list[
 @click.option("--iterations", "min_iters", type=int, default=10, show_default=True, help="Measured iterations per side at least.")
 @click.option("--rounds", type=int, default=10, show_default=True, help="Alternated rounds when comparing with the reference.")
 @click.option("--buffers", type=int, default=4, show_default=True, help="Input batches rotated so caches do not flatter the result.")
+@click.option("--agreement-samples", type=int, default=64, show_default=True, help="Samples on which both sides' outputs are compared.")
 @click.option("--data", default=None, help="Input data (image folder, .npy, .npz, reference:test); synthetic image-like if omitted.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON (docs/bench_json.md).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a PNG of latency distributions and speedup (needs matplotlib).")
 def bench(candidate: str | None, reference: str | None, no_reference: bool, backend: str | None, reference_backend: str | None,
           provider: str, device: str, precision: str, channels_last: bool, compile_: bool, cuda_graphs: bool, sync: str,
           pageable: bool, arch: str | None, threads: int | None, batch_sizes: list[int], warmup_ms: float,
-          warmup_iterations: int, duration_s: float, min_iters: int, rounds: int, buffers: int, data: str | None,
+          warmup_iterations: int, duration_s: float, min_iters: int, rounds: int, buffers: int, agreement_samples: int, data: str | None,
           json_path: str | None, plot_path: str | None) -> None:
     """Benchmark CANDIDATE (.plan, .onnx, weights or an architecture name) against its FP32 reference.
 
@@ -63,6 +64,10 @@ def bench(candidate: str | None, reference: str | None, no_reference: bool, back
 
     config = TimingConfig(warmup_ms=warmup_ms, min_warmup_iters=warmup_iterations, duration_s=duration_s,
                           min_iters=min_iters, rounds=rounds)
+    if buffers < 1:
+        raise BenchError(f"--buffers must be at least 1, received {buffers}")
+    if agreement_samples < 1:
+        raise BenchError(f"--agreement-samples must be at least 1, received {agreement_samples}")
     if threads is not None and threads < 1:
         raise BenchError(f"--threads must be at least 1, received {threads}")
     if reference and no_reference:
@@ -79,7 +84,8 @@ def bench(candidate: str | None, reference: str | None, no_reference: bool, back
                              threads=threads, arch=arch)
     result = bench_models(
         candidate, reference=reference, no_reference=no_reference, backend=backend, reference_backend=reference_backend,
-        options=options, batch_sizes=batch_sizes, config=config, num_buffers=buffers, data=data, log=log,
+        options=options, batch_sizes=batch_sizes, config=config, num_buffers=buffers, agreement_samples=agreement_samples,
+        data=data, log=log,
     )
     render_table(result)
     if json_path:
