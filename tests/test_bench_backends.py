@@ -215,3 +215,66 @@ def test_default_reference_torch_and_plan(tmp_path: Path) -> None:
     plan_ref = default_reference(SideSpec(str(_fake_plan(tmp_path)), "tensorrt"))
     assert plan_ref is not None and plan_ref.model == str(fp32) and plan_ref.backend == "onnxruntime", f"plan -> FP32 ONNX: {plan_ref}"
     assert json.loads((tmp_path / "model.plan.json").read_text())["max_batch"] == 4, "fixture sidecar written"
+
+
+def _standin_plan(tmp_path: Path, cc: tuple[int, int] = (8, 7)) -> Path:
+    """A stand-in plan (runtime tests' format: magic + ONNX bytes) of the reference model, with its sidecar."""
+    import hashlib
+
+    from edgeres.sidecar import PlanSidecar, TensorSpec, write_sidecar
+    from tests._runtime_helpers import reference_onnx
+    from tests._trt_standin import PLAN_MAGIC
+
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(PLAN_MAGIC + reference_onnx().read_bytes())
+    write_sidecar(plan, PlanSidecar(
+        tensorrt_version="10.3.0", compute_capability=cc, device_name="Jetson AGX Orin", precision="fp16",
+        inputs=(TensorSpec("input", (-1, 1, 28, 28), "float32"),), outputs=(TensorSpec("logits", (-1, 10), "float32"),),
+        min_batch=1, opt_batch=4, max_batch=8, plan_sha256=hashlib.sha256(plan.read_bytes()).hexdigest(),
+        onnx_sha256="0" * 64, edgeres_version="0.1.0",
+    ))
+    return plan
+
+
+def _standin_runtime(monkeypatch: pytest.MonkeyPatch, device_cc: tuple[int, int]) -> None:
+    """Route the tensorrt backend's ``Engine(path)`` to the real TrtEngine over the runtime tests' stand-ins."""
+    import edgeres.runtime as runtime
+    from tests._trt_standin import StandinCuda, standin_tensorrt
+
+    real_engine = runtime.Engine
+    cuda = StandinCuda(compute_capability=device_cc)
+
+    def engine(path, **kwargs):
+        return real_engine(path, _trt=standin_tensorrt(cuda, max_batch=8), _cuda=cuda, **kwargs)
+
+    monkeypatch.setattr(runtime, "Engine", engine)
+
+
+def test_tensorrt_backend_through_real_runtime_standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backend + real TrtEngine logic over stand-in TensorRT/CUDA (NOT TensorRT, NOT a GPU) against onnxruntime."""
+    from edgeres.bench.backends.tensorrt import TensorRTBackend
+    from edgeres.bench.inputs import InputSource
+    from edgeres.bench.runner import run_benchmark
+    from edgeres.bench.timing import TimingConfig
+    from tests._runtime_helpers import reference_onnx
+
+    _standin_runtime(monkeypatch, (8, 7))
+    plan = _standin_plan(tmp_path)
+    result = run_benchmark(
+        TensorRTBackend(plan, BackendOptions(cuda_graphs=True)), create_backend(reference_onnx()),
+        batch_sizes=[1, 8], config=TimingConfig(warmup_ms=0, min_warmup_iters=1, duration_s=0.05, min_iters=3, rounds=2),
+        inputs=InputSource(), sysfs_root=str(tmp_path),
+    )
+    for r in result.results:
+        assert r.agreement["top1_agreement"] == 1.0 and r.agreement["max_abs"] < 1e-4, f"batch {r.batch_size}: {r.agreement}"
+    assert result.candidate["profile_batch"] == [1, 4, 8] and result.candidate["cuda_graphs"], f"settings: {result.candidate}"
+
+
+def test_tensorrt_plan_for_another_gpu_standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeres.bench.backends.tensorrt import TensorRTBackend
+    from edgeres.errors import EdgeresError
+
+    _standin_runtime(monkeypatch, (8, 6))
+    backend = TensorRTBackend(_standin_plan(tmp_path, cc=(8, 7)), BackendOptions())
+    with pytest.raises(EdgeresError, match=r"8\.7|8\.6"):
+        backend.load()

@@ -135,3 +135,15 @@ def test_no_arguments_benchmarks_reference_int8_vs_fp32(tmp_path: Path) -> None:
     agreement = data["results"][0]["agreement"]
     assert agreement["top1_agreement"] >= 0.95 and agreement["accuracy"] >= 0.95, f"INT8 agrees with FP32 on digits: {agreement}"
     assert data["results"][0]["speedup"]["rounds"] == 2, "alternated rounds"
+
+
+def test_help_imports_no_heavy_library() -> None:
+    import subprocess
+
+    code = (
+        "import sys\nfrom edgeres.cli import cli\n"
+        "try:\n    cli.main(args=['bench', '--help'], prog_name='edgeres')\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'matplotlib', 'tensorrt') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "--duration" in out and "HEAVY []" in out, f"bench --help works without torch/onnx/matplotlib: {out[-200:]}"
