@@ -115,7 +115,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--calib-samples", type=int, default=64)
+    parser.add_argument("--calib-samples", type=int, default=32)
+    parser.add_argument("--agreement-samples", type=int, default=16)
     parser.add_argument("--compile", action="store_true", help="also torch.compile (slow to compile on a CPU)")
     parser.add_argument("--plan", action="append", help="TensorRT plan(s) to include; matched to models by name")
     parser.add_argument("--out", default="out/bench_backends")
@@ -136,7 +137,8 @@ def main() -> int:
             for label, cand, ref in candidates(arch, fp32, qdq, args):
                 print(f"- {arch}: {label} vs torch fp32 ...", flush=True)
                 try:
-                    result = run_benchmark(create_backend(*cand), create_backend(*ref), batch_sizes=batch_sizes, config=config)
+                    result = run_benchmark(create_backend(*cand), create_backend(*ref), batch_sizes=batch_sizes, config=config,
+                                           agreement_samples=args.agreement_samples)
                 except Exception as exc:  # noqa: BLE001 - one failing backend must not hide the others
                     print(f"  skipped: {exc}")
                     continue

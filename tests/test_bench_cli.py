@@ -141,9 +141,9 @@ def test_help_imports_no_heavy_library() -> None:
     import subprocess
 
     code = (
-        "import sys\nfrom edgeres.cli import cli\n"
+        "import sys\nimport edgeres.bench\nfrom edgeres.cli import cli\n"
         "try:\n    cli.main(args=['bench', '--help'], prog_name='edgeres')\nexcept SystemExit:\n    pass\n"
         "print('HEAVY', sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'matplotlib', 'tensorrt') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
-    assert "--duration" in out and "HEAVY []" in out, f"bench --help works without torch/onnx/matplotlib: {out[-200:]}"
+    assert "--duration" in out and "HEAVY []" in out, f"import edgeres.bench and bench --help load no torch/onnx/matplotlib: {out[-200:]}"
