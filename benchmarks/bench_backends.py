@@ -2,8 +2,8 @@
 
 For each model: torch FP32 eager (BN folded) is the reference on its device;
 candidates are whatever this machine can run: onnxruntime CPU FP32 and INT8
-Q/DQ (calibrated on synthetic image-like data: valid for latency, not for
-accuracy), torch channels-last, torch.compile (``--compile``), and on a GPU
+Q/DQ (onnxruntime's Q/DQ placement, calibrated on synthetic image-like data:
+valid for latency, not for accuracy), torch channels-last, torch.compile (``--compile``), and on a GPU
 torch FP16 / CUDA graphs, onnxruntime CUDA and TensorRT EPs, and any
 ``--plan`` engines given. Every pair runs alternated rounds on the same
 inputs. Writes one JSON (a list of ``edgeres bench`` reports, schema in
@@ -39,8 +39,8 @@ def fp32_onnx(arch: str, folder: Path) -> tuple[Path, tuple[int, int, int]]:
 
 
 def int8_qdq_onnx(fp32: Path, shape: tuple[int, int, int], folder: Path, samples: int) -> Path:
+    from edgeres.bench.api import onnxruntime_qdq_onnx
     from edgeres.bench.inputs import InputSource
-    from edgeres.calibrate import calibrate
     from edgeres.data import load_dataset
     from edgeres.recipe import Recipe
 
@@ -50,7 +50,7 @@ def int8_qdq_onnx(fp32: Path, shape: tuple[int, int, int], folder: Path, samples
     recipe = Recipe(input_size=shape[1:], in_channels=shape[0], resize=None)
     out = folder / f"{fp32.stem}_int8"
     out.mkdir()
-    return Path(calibrate(fp32, load_dataset(str(npy), recipe), out, method="max", progress=False).qdq_path)
+    return onnxruntime_qdq_onnx(fp32, load_dataset(str(npy), recipe), out, method="max")
 
 
 def candidates(arch: str, fp32: Path, qdq: Path | None, args: argparse.Namespace) -> list[tuple[str, Any, Any]]:
@@ -79,7 +79,8 @@ def candidates(arch: str, fp32: Path, qdq: Path | None, args: argparse.Namespace
         if "CUDAExecutionProvider" in providers:
             pairs.append(("onnxruntime cuda fp32", (str(fp32), "onnxruntime", BackendOptions(provider="cuda")), ref_gpu))
         if "TensorrtExecutionProvider" in providers and qdq is not None:
-            pairs.append(("onnxruntime tensorrt-ep int8", (str(qdq), "onnxruntime", BackendOptions(provider="tensorrt")), ref_gpu))
+            trt_qdq = qdq.parent / "calib" / "model.qdq.onnx"  # calibrate()'s TensorRT placement
+            pairs.append(("onnxruntime tensorrt-ep int8", (str(trt_qdq), "onnxruntime", BackendOptions(provider="tensorrt")), ref_gpu))
         for plan in args.plan or []:
             if arch in Path(plan).name:
                 pairs.append((f"tensorrt {Path(plan).name}", (plan, "tensorrt", BackendOptions()), ref_gpu))

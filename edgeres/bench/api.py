@@ -33,6 +33,21 @@ DATA_POOL_SAMPLES = 512
 DEFAULT_CALIBRATION = {"method": "percentile", "placement": "onnxruntime"}
 
 
+def onnxruntime_qdq_onnx(fp32: Path, dataset: Any, folder: Path, method: str = DEFAULT_CALIBRATION["method"]) -> Path:
+    """Calibrate ``fp32`` on ``dataset`` and write ``folder/model.qdq.onnx`` with onnxruntime's Q/DQ placement.
+
+    The calibration's own outputs (TensorRT-placement Q/DQ, cache, report) go to ``folder/calib``.
+    """
+    import onnx
+
+    from edgeres._io import write_bytes_atomic
+    from edgeres.calibrate import calibrate, qdq_model
+
+    result = calibrate(fp32, dataset, folder / "calib", method=method, progress=False)
+    qdq = qdq_model(onnx.load(str(fp32)), result.scales, exclude=result.excluded_layers, placement="onnxruntime")
+    return write_bytes_atomic(folder / "model.qdq.onnx", qdq.SerializeToString())
+
+
 @contextlib.contextmanager
 def reference_pair(log: Callable[[str], None]) -> Iterator[tuple[Path, Path]]:
     """(INT8 Q/DQ ONNX, FP32 ONNX) of the shipped reference model, built in a temporary folder.
@@ -42,12 +57,9 @@ def reference_pair(log: Callable[[str], None]) -> Iterator[tuple[Path, Path]]:
     :data:`DEFAULT_CALIBRATION`; the Q/DQ placement is onnxruntime's, since
     the default comparison runs on onnxruntime CPU.
     """
-    import onnx
     import torch
 
     from edgeres import reference
-    from edgeres._io import write_bytes_atomic
-    from edgeres.calibrate import calibrate, qdq_model
     from edgeres.export import export_onnx
     from edgeres.fold import fold_batchnorm
 
@@ -61,11 +73,7 @@ def reference_pair(log: Callable[[str], None]) -> Iterator[tuple[Path, Path]]:
         example = torch.from_numpy(next(calib.batches(8))[0])
         fp32 = folder / "model.onnx"
         export_onnx(fold_batchnorm(model, example), fp32, (1, *recipe.input_shape), check_inputs=example.numpy())
-        result = calibrate(fp32, calib, folder / "calib", method=DEFAULT_CALIBRATION["method"], progress=False)
-        qdq = qdq_model(onnx.load(str(fp32)), result.scales, exclude=result.excluded_layers,
-                        placement=DEFAULT_CALIBRATION["placement"])
-        qdq_path = write_bytes_atomic(folder / "model.qdq.onnx", qdq.SerializeToString())
-        yield qdq_path, fp32
+        yield onnxruntime_qdq_onnx(fp32, calib, folder), fp32
 
 
 def load_input_pool(data: str | None, sample_shape: tuple[int, int, int] | None, recipe: Any = None) -> InputSource:
