@@ -27,7 +27,7 @@ def import_pyplot():  # noqa: ANN201 - matplotlib is optional
 
 def _label(settings: dict, role: str) -> str:
     model = Path(str(settings.get("model", "?"))).name
-    extra = settings.get("precision") or settings.get("input_dtype") or ""
+    extra = settings.get("precision") or ""
     return f"{role}: {settings.get('backend')} {settings.get('device')} {extra} {model}".replace("  ", " ")
 
 

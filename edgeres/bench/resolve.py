@@ -35,21 +35,9 @@ class SideSpec:
 
 def onnx_precision(path: str | Path) -> str:
     """``"int8-qdq"`` (QuantizeLinear/DequantizeLinear nodes), ``"fp16"`` (half input or weights) or ``"fp32"``."""
-    import onnx
+    from edgeres.bench.backends.onnxruntime import OnnxRuntimeBackend
 
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
-        raise BenchError(f"{path} is not a readable ONNX model: {exc}") from None
-    ops = {n.op_type for n in proto.graph.node}
-    if ops & {"QuantizeLinear", "DequantizeLinear"}:
-        return "int8-qdq"
-    half = onnx.TensorProto.FLOAT16
-    if any(i.type.tensor_type.elem_type == half for i in proto.graph.input) or any(
-        t.data_type == half for t in proto.graph.initializer
-    ):
-        return "fp16"
-    return "fp32"
+    return OnnxRuntimeBackend(path).settings()["precision"]
 
 
 def _stripped_stem(path: Path) -> str:

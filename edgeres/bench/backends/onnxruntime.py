@@ -72,6 +72,14 @@ class OnnxRuntimeBackend:
         if len(dims) != 4:
             raise BenchError(f"expected a 4-D NCHW input, {self.path} has {len(dims)} dimensions")
         self._static_batch = dims[0].dim_value or None
+        ops = {n.op_type for n in proto.graph.node}
+        half = onnx.TensorProto.FLOAT16
+        if ops & {"QuantizeLinear", "DequantizeLinear"}:
+            self._precision = "int8-qdq"
+        elif inputs[0].type.tensor_type.elem_type == half or any(t.data_type == half for t in proto.graph.initializer):
+            self._precision = "fp16"
+        else:
+            self._precision = "fp32"
         if all(d.dim_value for d in dims[1:]):
             self._shape = (dims[1].dim_value, dims[2].dim_value, dims[3].dim_value)
 
@@ -129,6 +137,7 @@ class OnnxRuntimeBackend:
             "backend": self.name,
             "model": self.path,
             "device": "cuda" if on_gpu else "cpu",
+            "precision": self._precision,
             "execution_providers": providers,
             "input_dtype": np.dtype(getattr(self, "_dtype", np.float32)).name,
             "threads": self.options.threads,
