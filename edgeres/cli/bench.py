@@ -43,7 +43,7 @@ def _batch_list(ctx: click.Context, param: click.Parameter, value: str) -> list[
 @click.option("--rounds", type=int, default=10, show_default=True, help="Alternated rounds when comparing with the reference.")
 @click.option("--buffers", type=int, default=4, show_default=True, help="Input batches rotated so caches do not flatter the result.")
 @click.option("--agreement-samples", type=int, default=64, show_default=True, help="Samples on which both sides' outputs are compared.")
-@click.option("--data", default=None, help="Input data (image folder, .npy, .npz, reference:test); synthetic image-like if omitted.")
+@click.option("--data", default=None, help="Input data: reference:test, or an image folder/.npy/.npz (images and raw uint8 are normalized with ImageNet statistics at the model's input size; float arrays are used as given). Synthetic image-like inputs if omitted.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON (docs/bench_json.md).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a PNG of latency distributions and speedup (needs matplotlib).")
 def bench(candidate: str | None, reference: str | None, no_reference: bool, backend: str | None, reference_backend: str | None,
