@@ -147,3 +147,14 @@ def test_help_imports_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "--duration" in out and "HEAVY []" in out, f"import edgeres.bench and bench --help load no torch/onnx/matplotlib: {out[-200:]}"
+
+
+def test_plan_batch_outside_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan's sidecar profile is checked before TensorRT is touched (tensorrt 'installed' by a stub spec)."""
+    from tests.test_bench_backends import _fake_plan
+
+    plan = _fake_plan(tmp_path, min_batch=1, max_batch=4)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "tensorrt" else real(name, *a))
+    _assert_one_line_error(_run([str(plan), "--no-reference", "--batch", "1,16"]),
+                           "batch size 16 is outside the candidate's profile [1, 4]")
