@@ -278,3 +278,13 @@ def test_tensorrt_plan_for_another_gpu_standin(tmp_path: Path, monkeypatch: pyte
     backend = TensorRTBackend(_standin_plan(tmp_path, cc=(8, 7)), BackendOptions())
     with pytest.raises(EdgeresError, match=r"8\.7|8\.6"):
         backend.load()
+
+
+def test_backends_satisfy_protocol(tmp_path: Path) -> None:
+    from edgeres.bench.backends import Backend
+    from edgeres.bench.backends.tensorrt import TensorRTBackend
+
+    backends = [create_backend(linear_onnx(tmp_path / "m.onnx")), create_backend("resnet20"),
+                TensorRTBackend(_fake_plan(tmp_path), BackendOptions())]
+    for backend in backends:
+        assert isinstance(backend, Backend), f"{type(backend).__name__} implements load/prepare/run/synchronize"
