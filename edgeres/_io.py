@@ -39,12 +39,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On any exception the temporary file is removed and ``path`` is untouched.
     """
     path = check_writable_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -76,7 +82,10 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = True) -> Itera
         raise OutputPathError(f"cannot write folder {path}: a file with that name exists")
     if path.exists() and not overwrite:
         raise OutputPathError(f"cannot write folder {path}: it exists (pass overwrite)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise OutputPathError(f"cannot write folder {path}: {exc.strerror or exc}") from exc
     try:
         yield tmp
         if path.exists():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -44,16 +43,22 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
+            if "global" not in str(exc).lower():
+                raise WeightsError(f"{path} is not a readable PyTorch checkpoint (truncated?): {_first_line(exc)}") from exc
             raise WeightsError(
                 f"refused {path}: it needs arbitrary unpickling, which could run code; "
                 "re-save it as a plain state dict (torch.save(model.state_dict(), ...)) or as .safetensors"
             ) from exc
-        except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as exc:
+        except Exception as exc:  # torch raises many types for truncated/foreign files
             raise WeightsError(
-                f"{path} is not a readable PyTorch checkpoint (truncated or another format?): "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                f"{path} is not a readable PyTorch checkpoint (truncated or another format?): {_first_line(exc)}"
             ) from exc
     return _unwrap(obj, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, Tensor]:
