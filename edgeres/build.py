@@ -276,8 +276,8 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
     check_writable_parent((out.parent if str(out.parent) else Path(".")) / ".probe")
     if out.exists() and not out.is_dir():
         raise BuildError(f"output {out} is a file; pass a folder path with -o")
-    # options that need no model are checked first, so bad input fails in milliseconds
-    load_target(request.target, request.targets_dir).check_dla_core(request.dla_core)
+    # every option is checked against the target before the model is loaded (the shape comes later)
+    plan_build(request, input_shape=(1, 1, 1))
     with timer.stage("fold"):
         import torch
 
@@ -322,7 +322,7 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
                 if request.frontend == "torch-tensorrt":
                     compile_torch_tensorrt(folded, plan, tmp, recipe)
                 else:
-                    compile_folder(tmp, manifest, plan.target, allow_mismatch=request.allow_mismatch)
+                    compile_folder(tmp, manifest, allow_mismatch=request.allow_mismatch)
         files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
     return BuildResult(
         kind="engine" if plan.engine_here else "bundle", output=out, target=plan.target, precision=plan.precision,
@@ -362,10 +362,16 @@ def _manifest_fields(plan: Plan, recipe: Any, source: Mapping[str, Any], version
 
 # ---- compile ------------------------------------------------------------------------------------
 
-def compile_folder(folder: Path, manifest: Any, target: Target | None, *, allow_mismatch: bool = False,
-                   trt_version: str | None = None) -> Any:
-    """Build ``folder/model.plan`` (+ sidecar) from a verified bundle folder with the local TensorRT."""
-    from edgeres.trt import EngineSettings, build_engine, local_compute_capability, require_tensorrt
+def settings_for_bundle(folder: Path, manifest: Any, *, allow_mismatch: bool = False,
+                        trt_version: str | None = None) -> Any:
+    """The EngineSettings that build ``folder``'s engine here, after checking TensorRT and the GPU.
+
+    Raises:
+        TensorRTUnavailableError: no TensorRT (with install hints) or no GPU.
+        BuildError: the GPU is not the bundle's target (unless ``allow_mismatch``).
+        BundleError: the bundle lacks the ONNX this TensorRT version compiles from.
+    """
+    from edgeres.trt import EngineSettings, local_compute_capability, require_tensorrt
 
     trt = require_tensorrt()
     version = trt_version or str(trt.__version__)
@@ -385,7 +391,7 @@ def compile_folder(folder: Path, manifest: Any, target: Target | None, *, allow_
             f"TensorRT {version} compiles {manifest.precision} from {onnx_name}, which this bundle lacks "
             f"(it is meant for TensorRT {', '.join(manifest.tensorrt_versions)}); rebuild it with --trt-version {version}"
         )
-    settings = EngineSettings(
+    return EngineSettings(
         onnx_path=folder / onnx_name, plan_path=folder / "model.plan", precision=manifest.precision,
         int8_mode=mode or "qdq", calib_cache=folder / "calib.cache" if "calib.cache" in manifest.files else None,
         input_name=manifest.input_name, input_shape=tuple(manifest.input_shape), min_batch=manifest.min_batch,
@@ -394,7 +400,13 @@ def compile_folder(folder: Path, manifest: Any, target: Target | None, *, allow_
         target=manifest.target, expected_compute_capability=expected, allow_mismatch=allow_mismatch,
         recipe=dict(manifest.recipe) if manifest.recipe else None,
     )
-    return build_engine(settings)
+
+
+def compile_folder(folder: Path, manifest: Any, *, allow_mismatch: bool = False) -> Any:
+    """Build ``folder/model.plan`` (+ sidecar) from a verified bundle folder with the local TensorRT."""
+    from edgeres.trt import build_engine
+
+    return build_engine(settings_for_bundle(folder, manifest, allow_mismatch=allow_mismatch))
 
 
 def compile_bundle(bundle: str | os.PathLike[str], *, allow_mismatch: bool = False,
@@ -407,10 +419,15 @@ def compile_bundle(bundle: str | os.PathLike[str], *, allow_mismatch: bool = Fal
     from edgeres.bundle import verify_bundle
 
     timer = _Timer(report)
-    with timer.stage("verify"):
-        manifest = verify_bundle(bundle)
+    start = time.perf_counter()
+    # every check runs before any progress output, so a refusal is one line
+    manifest = verify_bundle(bundle)
+    settings = settings_for_bundle(Path(bundle), manifest, allow_mismatch=allow_mismatch)
+    timer.report(f"- verified {len(manifest.files)} files in {time.perf_counter() - start:.2f} s")
     with timer.stage("compile"):
-        sidecar = compile_folder(Path(bundle), manifest, None, allow_mismatch=allow_mismatch)
+        from edgeres.trt import build_engine
+
+        sidecar = build_engine(settings)
     return sidecar
 
 

@@ -20,7 +20,7 @@ from edgeres.cli._options import human_bytes, log
 @click.option("--max-batch", type=int, default=None, help="Largest batch the engine accepts (default: --batch).")
 @click.option("--dla-core", type=int, default=None, help="Build for this DLA core (Xavier/Orin), with GPU fallback.")
 @click.option("--trt-version", default=None, help="TensorRT the bundle's build.sh is for (the installed one, else the target default).")
-@click.option("--workspace-mib", type=click.IntRange(min=1), default=None, help="Builder workspace limit (target default).")
+@click.option("--workspace", "workspace_mib", type=click.IntRange(min=1), default=None, help="Builder workspace limit in MiB (target default).")
 @click.option("--frontend", type=click.Choice(["onnx", "torch-tensorrt"]), default="onnx", show_default=True)
 @click.option("--bundle", "bundle_only", is_flag=True, help="Make a deploy bundle even where an engine could be built.")
 @click.option("--allow-mismatch", is_flag=True, help="Build an engine on a GPU other than the target's.")
