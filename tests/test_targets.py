@@ -130,3 +130,35 @@ def test_user_profile_and_cli_table(tmp_path: Path) -> None:
     assert bad.exit_code == 2, f"bad profile exits 2: {bad.output}"
     assert bad.stderr.startswith("error: ") and "broken.toml" in bad.stderr, f"one line naming the file: {bad.stderr}"
     assert len(bad.stderr.strip().splitlines()) == 1, f"one line: {bad.stderr}"
+
+
+def test_wheel_ships_the_profiles(tmp_path: Path) -> None:
+    """Build the wheel from a copy of the checkout and look for edgeres/_shipped/targets inside."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    pytest.importorskip("wheel")
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        if (root / name).exists():
+            shutil.copy(root / name, src / name)
+    for name in ("edgeres", "targets", "calib"):
+        if (root / name).is_dir():
+            shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(src), "-w", str(tmp_path / "whl")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, f"pip wheel failed: {done.stderr[-2000:]}"
+    (wheel,) = (tmp_path / "whl").glob("edgeres-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {p.name for p in (root / "targets").glob("*.toml")}
+    inside = {n.rsplit("/", 1)[-1] for n in names if n.startswith("edgeres/_shipped/targets/")}
+    assert shipped and shipped == inside, f"wheel profiles {sorted(inside)} vs checkout {sorted(shipped)}"
+    if (root / "calib").is_dir() and any((root / "calib").iterdir()):
+        assert any(n.startswith("edgeres/_shipped/calib/") for n in names), "calib/ shipped too"
