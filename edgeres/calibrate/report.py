@@ -1,0 +1,96 @@
+"""Per-tensor and per-layer tables of a calibration, and MACs per layer from ONNX shapes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def layer_macs(model: Any) -> dict[str, int]:
+    """Multiply-accumulates per sample of every Conv/Gemm node, from inferred ONNX shapes."""
+    import onnx
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes: dict[str, list[int]] = {}
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+        shapes[value.name] = [d.dim_value for d in value.type.tensor_type.shape.dim]
+    weights = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    macs: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2 or node.input[1] not in weights:
+            continue
+        w = weights[node.input[1]]
+        out = shapes.get(node.output[0], [])
+        if node.op_type == "Conv":
+            spatial = int(np.prod(out[2:])) if len(out) > 2 and all(out[2:]) else 0
+            macs[node.name] = int(w[0] * int(np.prod(w[1:])) * spatial)
+        else:
+            macs[node.name] = int(np.prod(w))
+    del numpy_helper
+    return macs
+
+
+class LayerErrorAccumulator:
+    """Streams sum(ref**2) and sum((ref-out)**2) per tensor for per-layer SQNR."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.signal = dict.fromkeys(self.names, 0.0)
+        self.noise = dict.fromkeys(self.names, 0.0)
+
+    def add(self, reference: Sequence[np.ndarray], result: Sequence[np.ndarray]) -> None:
+        for name, ref, out in zip(self.names, reference, result):
+            r = ref.astype(np.float64)
+            self.signal[name] += float(np.sum(r * r))
+            self.noise[name] += float(np.sum((r - out) ** 2))
+
+    def sqnr_db(self) -> dict[str, float]:
+        result = {}
+        for name in self.names:
+            n, s = self.noise[name], self.signal[name]
+            result[name] = float("inf") if n == 0 else (10 * math.log10(s / n) if s > 0 else float("-inf"))
+        return result
+
+
+def json_safe(value: Any) -> Any:
+    """inf/nan become strings so the report is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def format_table(report: Mapping[str, Any], max_rows: int = 200) -> str:
+    """The printed summary: tensors (method, amax, scale, saturation), layers (SQNR) and model figures."""
+    lines = [f"{'tensor':<58} {'method':<10} {'amax':>10} {'scale':>11} {'sat %':>8}"]
+    for t in report["tensors"][:max_rows]:
+        if not t["in_qdq_model"]:
+            continue
+        lines.append(f"{t['name'][-58:]:<58} {t['method']:<10} {t['amax']:>10.4g} {t['scale']:>11.4e} {t['saturated_pct']:>8.4f}")
+    lines.append("")
+    lines.append(f"{'layer':<58} {'MACs':>12} {'SQNR dB':>9}  precision")
+    for layer in report["layers"][:max_rows]:
+        sq = layer["sqnr_db"]
+        sq_text = f"{sq:>9.2f}" if isinstance(sq, float) else f"{str(sq):>9}"
+        lines.append(f"{layer['name'][-58:]:<58} {layer['macs']:>12,} {sq_text}  {layer['precision']}")
+    m = report.get("model") or {}
+    if m:
+        lines.append("")
+        acc = ""
+        if m.get("accuracy") is not None:
+            acc = f", top-1 FP32 {100 * m['accuracy_ref']:.2f}% -> INT8 {100 * m['accuracy']:.2f}%"
+        lines.append(
+            f"model ({m['samples']} samples, {report['evaluated_on']}): top-1 agreement {100 * m['top1_agreement']:.2f}%"
+            f"{acc}, logits SQNR {m['sqnr_db']:.2f} dB, cosine {m['cosine']:.6f}"
+        )
+    budget = report.get("budget")
+    if budget:
+        state = "met" if budget["met"] else "NOT met"
+        lines.append(f"budget {budget['kind']} {budget['limit']}: {state}; {len(budget['excluded_layers'])} layer(s) left at higher precision")
+    return "\n".join(lines)

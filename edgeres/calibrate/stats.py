@@ -1,0 +1,184 @@
+"""Streaming activation statistics: one pass, bounded memory, independent of batching.
+
+Each observed tensor keeps one :class:`~edgeres.calibrate.calibrators.Histogram`
+of ``|x|`` over a power-of-two range. When a batch exceeds the range, the
+range doubles as often as needed and pairs of bins merge exactly, so the
+final counts equal a histogram taken over all samples at once with the final
+range: bit-identical for any batch size or sample order. Memory is one batch
+of activations plus ``bins`` int64 counts per tensor.
+
+Activations come from onnxruntime, with the observed tensors added as extra
+graph outputs, so tensor names are exactly the ONNX names that TensorRT's
+calibration cache and the Q/DQ model use.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from edgeres.calibrate.calibrators import DEFAULT_BINS, Histogram
+from edgeres.errors import CalibrationError, DataError
+
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+
+
+def update_histogram(hist: Histogram, values: np.ndarray, *, name: str = "tensor") -> None:
+    """Add ``|values|`` to ``hist`` in place (see module docstring for exactness).
+
+    Raises:
+        CalibrationError: ``values`` holds NaN or Inf (the message names the tensor).
+    """
+    flat = np.abs(np.asarray(values, dtype=np.float32).ravel())
+    if flat.size == 0:
+        return
+    batch_max = float(flat.max())
+    if not math.isfinite(batch_max):
+        bad = int(np.count_nonzero(~np.isfinite(flat)))
+        raise CalibrationError(
+            f"tensor {name!r} holds {bad} NaN/Inf value(s) during calibration; "
+            "check the input data (NaN/Inf pixels?) or the weights (overflow?)"
+        )
+    hist.absmax = max(hist.absmax, batch_max)
+    hist.zeros += int(flat.size - np.count_nonzero(flat))
+    if batch_max > 0:
+        exponent = math.frexp(batch_max)[1]  # batch_max < 2**exponent
+        if hist.exponent is None:
+            hist.exponent = exponent
+        elif exponent > hist.exponent:
+            _widen(hist, exponent)
+    if hist.exponent is None:  # only zeros so far: they belong in bin 0 at any range
+        hist.counts[0] += flat.size
+        return
+    factor = np.float32(math.ldexp(1.0, -hist.exponent) * hist.bins)  # a power of two: exact product
+    index = (flat * factor).astype(np.intp)
+    hist.counts += np.bincount(index, minlength=hist.bins)
+
+
+def _widen(hist: Histogram, exponent: int) -> None:
+    shift = exponent - hist.exponent
+    bins = hist.bins
+    merged = np.zeros_like(hist.counts)
+    if shift >= int(math.log2(bins)):
+        merged[0] = hist.counts.sum()
+    else:
+        group = 1 << shift
+        merged[: bins // group] = hist.counts.reshape(bins // group, group).sum(axis=1)
+    hist.counts = merged
+    hist.exponent = exponent
+
+
+def histograms_from_arrays(batches: Iterable[dict[str, np.ndarray]], names: Sequence[str], bins: int = DEFAULT_BINS) -> dict[str, Histogram]:
+    """Fold batches of ``{tensor name: activations}`` into one histogram per name."""
+    hists = {n: Histogram.empty(bins) for n in names}
+    for batch in batches:
+        for n in names:
+            update_histogram(hists[n], batch[n], name=n)
+    return hists
+
+
+def observed_tensors(model: Any) -> list[str]:
+    """Activation tensors to calibrate, in graph order: every float non-constant tensor.
+
+    That is the graph input and every node output (the Q/DQ model needs the
+    inputs of Conv/Gemm and of residual Adds; TensorRT's implicit calibrator,
+    and the DLA, want a range for every tensor).
+    """
+    graph = model.graph
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    names: list[str] = []
+    seen: set[str] = set()
+    for value in graph.input:
+        if value.name not in constants and value.type.tensor_type.elem_type == 1:
+            names.append(value.name)
+            seen.add(value.name)
+    for node in graph.node:
+        if node.op_type == "Constant":
+            continue
+        for out in node.output:
+            if out and out not in seen and out not in constants:
+                names.append(out)
+                seen.add(out)
+    return names
+
+
+def session_with_outputs(model: Any, names: Sequence[str], *, threads: int = 0) -> Any:
+    """An onnxruntime CPU session that also returns the tensors ``names``."""
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model)
+    existing = {o.name for o in proto.graph.output}
+    for name in names:
+        if name not in existing:
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def check_input_shape(model: Any, sample_shape: Sequence[int]) -> None:
+    """Raise DataError when samples of (C, H, W) ``sample_shape`` do not fit the model's input."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    expected = [d.dim_value if d.dim_value else None for d in dims][1:]
+    received = list(sample_shape)
+    if len(expected) != len(received) or any(e is not None and e != r for e, r in zip(expected, received)):
+        shown = ["?" if e is None else e for e in expected]
+        raise DataError(
+            f"calibration data has samples of shape {tuple(received)} but the model "
+            f"{model.graph.input[0].name!r} expects {tuple(shown)} (channels, height, width); "
+            "wrong recipe (input size / grayscale vs RGB) for this model?"
+        )
+
+
+def collect_statistics(
+    model: Any,
+    dataset: Any,
+    names: Sequence[str] | None = None,
+    *,
+    batch_size: int = 32,
+    bins: int = DEFAULT_BINS,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Histogram]:
+    """One streaming pass of ``dataset`` through ``model`` (an ONNX ModelProto).
+
+    Args:
+        model: the FP32 ONNX model.
+        dataset: anything with ``batches(batch_size)`` yielding (NCHW float32, labels).
+        names: tensors to observe (default :func:`observed_tensors`).
+        batch_size: samples per inference call; results do not depend on it.
+        bins: histogram bins per tensor.
+        progress: called with the number of samples of each finished batch.
+
+    Raises:
+        DataError: samples that do not fit the model's input, or NaN/Inf in them.
+        CalibrationError: NaN/Inf in an activation (named), or an empty dataset.
+    """
+    names = list(names) if names is not None else observed_tensors(model)
+    input_name = model.graph.input[0].name
+    session = session_with_outputs(model, names)
+    hists = {n: Histogram.empty(bins) for n in names}
+    seen = 0
+    for images, _ in dataset.batches(batch_size):
+        if seen == 0:
+            check_input_shape(model, images.shape[1:])
+        if not np.isfinite(images).all():
+            raise DataError(
+                f"calibration samples {seen}..{seen + len(images) - 1} hold NaN/Inf values; "
+                "fix or drop those samples"
+            )
+        outputs = session.run(names, {input_name: images})
+        for name, value in zip(names, outputs):
+            update_histogram(hists[name], value, name=name)
+        seen += len(images)
+        if progress is not None:
+            progress(len(images))
+    if seen == 0:
+        raise CalibrationError("calibration dataset is empty; expected at least one sample")
+    return hists

@@ -1,0 +1,83 @@
+"""Run an ONNX model over a Dataset with onnxruntime (CPU) and compare outputs.
+
+Used by calibration (FP32 vs INT8), the build stage and benchmarks. Accuracy
+and agreement are top-1; SQNR is ``10*log10(sum(ref**2) / sum((ref-out)**2))``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from edgeres.errors import DataError
+
+
+def onnx_session(model: Any, *, threads: int = 0) -> Any:
+    """A CPU onnxruntime session from a path, bytes or ModelProto."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    elif isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(model: Any, dataset: Any, *, batch_size: int = 64, session: Any = None) -> np.ndarray:
+    """First output of ``model`` for every sample of ``dataset``, concatenated (float32)."""
+    session = session or onnx_session(model)
+    input_name = session.get_inputs()[0].name
+    outputs = []
+    for images, _ in dataset.batches(batch_size):
+        outputs.append(session.run(None, {input_name: images})[0])
+    if not outputs:
+        raise DataError("evaluation dataset is empty")
+    return np.concatenate(outputs, axis=0).astype(np.float32)
+
+
+def sqnr_db(reference: np.ndarray, result: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB (inf when identical)."""
+    ref = reference.astype(np.float64)
+    noise = float(np.sum((ref - result.astype(np.float64)) ** 2))
+    signal = float(np.sum(ref**2))
+    if noise == 0:
+        return float("inf")
+    return float(10 * np.log10(signal / noise)) if signal > 0 else float("-inf")
+
+
+def compare_logits(reference: np.ndarray, result: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float | None]:
+    """Agreement of two (N, classes) logit arrays, plus accuracy of each when labels are given.
+
+    Returns:
+        top1_agreement (fraction of samples with the same argmax), accuracy_ref,
+        accuracy (None without labels), sqnr_db, cosine, max_abs, samples.
+    """
+    from edgeres.export import output_agreement
+
+    if reference.shape != result.shape:
+        raise DataError(f"logit shapes differ: reference {reference.shape} vs result {result.shape}")
+    ref_top = reference.argmax(axis=1)
+    out_top = result.argmax(axis=1)
+    max_abs, cosine = output_agreement(reference, result)
+    accuracy_ref = accuracy = None
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape[0] != reference.shape[0]:
+            raise DataError(f"{labels.shape[0]} labels for {reference.shape[0]} samples")
+        accuracy_ref = float(np.mean(ref_top == labels))
+        accuracy = float(np.mean(out_top == labels))
+    return {
+        "samples": int(reference.shape[0]),
+        "top1_agreement": float(np.mean(ref_top == out_top)),
+        "accuracy_ref": accuracy_ref,
+        "accuracy": accuracy,
+        "sqnr_db": sqnr_db(reference, result),
+        "cosine": float(cosine),
+        "max_abs": float(max_abs),
+    }
