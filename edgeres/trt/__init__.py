@@ -13,8 +13,8 @@ from typing import Any
 _LAZY = {
     "EngineSettings": "edgeres.trt.settings",
     "check_settings": "edgeres.trt.settings",
-    "Capabilities": "edgeres.trt.capabilities",
-    "capabilities": "edgeres.trt.capabilities",
+    "Capabilities": "edgeres.trt.caps",
+    "capabilities": "edgeres.trt.caps",
     "require_tensorrt": "edgeres.trt.loaders",
     "tensorrt_version": "edgeres.trt.loaders",
     "local_compute_capability": "edgeres.trt.loaders",

@@ -6,7 +6,7 @@ did not create. ``tensorrt`` is imported on first use only
 (:func:`require_tensorrt`), so ``import edgeres.trt`` works anywhere.
 
 Supported: TensorRT 8.5 .. 11. What differs between versions is looked up in
-:func:`edgeres.trt.capabilities.capabilities`, not by version number.
+:func:`edgeres.trt.caps.capabilities`, not by version number.
 
 Verified in CI only against the real Python bindings of 8.6.1, 10.3.0 and
 11.4 over stand-in libraries (tests/trt_stubs): every class, enum and
@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any, Iterator
 
 from edgeres.errors import BuildError, CalibrationError, OutputPathError, TensorRTUnavailableError
-from edgeres.trt.capabilities import Capabilities, capabilities
+from edgeres.trt.caps import Capabilities, capabilities
 from edgeres.trt.settings import EngineSettings, check_settings
 
 MIN_VERSION = (8, 5)
@@ -145,7 +145,7 @@ def network_from_onnx(builder: Any, onnx_path: str | os.PathLike[str], caps: Cap
     Raises:
         BuildError: the parser failed; the message lists each error with node index, name, op and description.
     """
-    import tensorrt as trt
+    trt = require_tensorrt()
 
     flags = 0
     if caps.explicit_batch_required:
@@ -219,9 +219,14 @@ def check_network_input(network: Any, settings: EngineSettings) -> None:
 
 
 def config_from_settings(builder: Any, network: Any, settings: EngineSettings, caps: Capabilities,
-                         calibrator: Any = None, progress: Any = None, timing_cache_bytes: bytes | None = None) -> Any:
-    """A ``trt.IBuilderConfig`` for ``settings``: precision, workspace, profile, DLA, calibrator, cache, progress."""
-    import tensorrt as trt
+                         calibrator: Any = None, progress: Any = None, timing_cache_bytes: bytes | None = None,
+                         int8_scales: bool = True) -> Any:
+    """A ``trt.IBuilderConfig`` for ``settings``: precision, workspace, profile, DLA, calibrator, cache, progress.
+
+    ``int8_scales``: whether INT8 scales exist (Q/DQ ONNX or a calibrator); without them
+    ``best`` builds FP16 only, as TensorRT would anyway, instead of asking for INT8 it cannot use.
+    """
+    trt = require_tensorrt()
 
     config = builder.create_builder_config()
     if caps.memory_pool_limit:
@@ -231,6 +236,8 @@ def config_from_settings(builder: Any, network: Any, settings: EngineSettings, c
 
     if caps.precision_flags:
         for flag in PRECISION_FLAGS[settings.precision]:
+            if flag == "INT8" and not int8_scales:
+                continue  # INT8 without Q/DQ or calibrator scales would silently fall back; say so via the sidecar
             config.set_flag(getattr(trt.BuilderFlag, flag))
 
     profile = builder.create_optimization_profile()
@@ -262,8 +269,9 @@ def engine_bytes_from_network(builder: Any, network: Any, config: Any, log: Any,
     """Build and serialize; a failed build raises :class:`BuildError` naming the likely cause."""
     try:
         plan = builder.build_serialized_network(network, config)
-    except MemoryError as exc:
-        raise BuildError(explain_build_failure([str(exc)], workspace_bytes)) from exc
+    except (MemoryError, RuntimeError) as exc:  # pybind11 turns C++/CUDA failures into RuntimeError
+        errors = log.errors() if hasattr(log, "errors") else []
+        raise BuildError(explain_build_failure([*errors, str(exc)], workspace_bytes)) from exc
     if plan is None:
         raise BuildError(explain_build_failure(log.errors() if hasattr(log, "errors") else [], workspace_bytes))
     return bytes(plan)
@@ -441,6 +449,7 @@ def _progress_class(trt: ModuleType) -> type:
             self._progress: Any = None
             self._tasks: dict[str, Any] = {}
             self._depth: dict[str, int] = {}
+            self._totals: dict[str, int] = {}
             self.cancelled = False
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
@@ -452,6 +461,7 @@ def _progress_class(trt: ModuleType) -> type:
                     self._progress.start()
                 depth = self._depth.get(parent_phase, -1) + 1 if parent_phase else 0
                 self._depth[phase_name] = depth
+                self._totals[phase_name] = max(int(num_steps), 1)
                 self._tasks[phase_name] = self._progress.add_task("  " * depth + phase_name, total=max(int(num_steps), 1))
             except Exception:  # noqa: BLE001 - a display problem must never stop a build
                 pass
@@ -467,9 +477,11 @@ def _progress_class(trt: ModuleType) -> type:
         def phase_finish(self, phase_name: str) -> None:
             try:
                 task = self._tasks.pop(phase_name, None)
-                self._depth.pop(phase_name, None)
-                if task is not None:
+                depth = self._depth.pop(phase_name, 0)
+                if task is not None and depth > 0:  # nested phases come and go; top-level ones stay as a record
                     self._progress.remove_task(task)
+                elif task is not None:
+                    self._progress.update(task, completed=self._totals.get(phase_name, 1))
                 if not self._tasks:
                     self.close()
             except Exception:  # noqa: BLE001
@@ -564,6 +576,11 @@ def check_compute_capability(settings: EngineSettings, local: tuple[int, int] | 
     )
 
 
+def _raise_calibration_error(calibrator: Any) -> None:
+    if calibrator is not None and calibrator.error is not None:
+        raise CalibrationError(f"INT8 calibration failed: {calibrator.error}") from calibrator.error
+
+
 def build_engine(settings: EngineSettings, *, allocator: Any = None, console: Any = None) -> Any:
     """Build ``settings.plan_path`` (atomically) and its ``.json`` sidecar; returns the :class:`PlanSidecar`.
 
@@ -581,7 +598,8 @@ def build_engine(settings: EngineSettings, *, allocator: Any = None, console: An
     check_writable_parent(settings.plan_path)
     trt = require_tensorrt()
     caps = capabilities(trt)
-    check_precision_support(settings, caps, onnx_precision(onnx_path))
+    onnx_types = onnx_precision(onnx_path)
+    check_precision_support(settings, caps, onnx_types)
 
     calibrator = None
     if settings.precision in ("int8", "best") and settings.int8_mode == "calibrator":
@@ -599,22 +617,26 @@ def build_engine(settings: EngineSettings, *, allocator: Any = None, console: An
     check_network_input(network, settings)
     progress = ProgressMonitor(console) if settings.show_progress and caps.progress_monitor else None
     config = config_from_settings(builder, network, settings, caps, calibrator=calibrator, progress=progress,
-                                  timing_cache_bytes=timing_cache_bytes(settings.timing_cache))
+                                  timing_cache_bytes=timing_cache_bytes(settings.timing_cache),
+                                  int8_scales=onnx_types.has_qdq or calibrator is not None)
     try:
         plan = engine_bytes_from_network(builder, network, config, log, settings.workspace_bytes)
+    except BuildError:
+        _raise_calibration_error(calibrator)  # the root cause, when calibration broke the build
+        raise
     finally:
         if progress is not None:
             progress.close()
         if calibrator is not None:
             calibrator.free()
-    if calibrator is not None and calibrator.error is not None:
-        raise CalibrationError(f"INT8 calibration failed: {calibrator.error}") from calibrator.error
+    _raise_calibration_error(calibrator)
 
     inputs, outputs = network_io(network)
     dynamic = settings.min_batch != settings.max_batch
     extra: dict[str, Any] = {"int8_mode": settings.int8_mode if settings.precision in ("int8", "best") else None,
                              "workspace_bytes": int(settings.workspace_bytes), "gpu_fallback": settings.gpu_fallback,
-                             "strongly_typed": caps.always_strongly_typed, "allow_mismatch": settings.allow_mismatch}
+                             "strongly_typed": caps.always_strongly_typed, "allow_mismatch": settings.allow_mismatch,
+                             "int8_scales": onnx_types.has_qdq or calibrator is not None}
     if calibrator is not None and settings.calib_cache is not None and Path(settings.calib_cache).is_file():
         extra["calib_cache_sha256"] = sha256_file(settings.calib_cache)
     cc = device.compute_capability if device else tuple(settings.expected_compute_capability or (0, 0))
