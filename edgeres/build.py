@@ -47,7 +47,7 @@ class BuildRequest:
     precision: str | None = None
     int8_mode: str | None = None
     calib_data: str | None = None
-    calib_size: int | None = DEFAULT_CALIB_SIZE
+    calib_size: int | None = None
     calib_method: str = "entropy"
     batch: int | None = None
     max_batch: int | None = None
@@ -194,6 +194,11 @@ def plan_build(request: BuildRequest, *, input_shape: tuple[int, int, int]) -> P
     from edgeres.trtexec import check_spec
 
     check_spec(spec, trt_version)
+    if int8_mode == "calibrator" and parse_version(trt_version) < (8, 5):
+        raise BuildError(
+            f"edgeres writes calibration caches for TensorRT 8.5 to 10.x, received --trt-version {trt_version}; "
+            "use --int8-mode qdq"
+        )
     needs_fp16 = precision in ("fp16", "int8") and any(
         strongly_typed(parse_version(v)) for v in (*target.tensorrt_versions, trt_version)
     )
@@ -222,7 +227,10 @@ def _model_and_recipe(request: BuildRequest) -> tuple[Any, Any, dict[str, Any]]:
     from edgeres.models import recipe_for
     from edgeres.weights import model_from_weights
 
+    import torch
+
     arch = request.arch or "resnet50"
+    torch.manual_seed(request.seed)  # random-init builds (no --weights) are reproducible too
     model = model_from_weights(arch, request.weights)
     recipe = recipe_for(arch, in_channels=model.conv1.in_channels)
     source: dict[str, Any] = {"arch": arch, "weights": None, "weights_sha256": None}
@@ -236,6 +244,7 @@ def _input_shape(model: Any, recipe: Any) -> tuple[int, int, int]:
 
 
 def _calibration_dataset(request: BuildRequest, recipe: Any) -> Any:
+    """The calibration set: ``calib_size`` samples, or all of them up to DEFAULT_CALIB_SIZE when None."""
     from edgeres.data import load_dataset
 
     if request.calib_data is None:
@@ -244,21 +253,59 @@ def _calibration_dataset(request: BuildRequest, recipe: Any) -> Any:
                 "INT8 for your own model needs --calib-data (an image folder, .npy or .npz of its inputs); "
                 "received none (the shipped calibration data belongs to the reference model)"
             )
-        return load_dataset("reference:calib", None, size=request.calib_size, seed=request.seed)
-    return load_dataset(request.calib_data, recipe, size=request.calib_size, seed=request.seed)
+        source, recipe = "reference:calib", None
+    else:
+        source = request.calib_data
+    if request.calib_size is not None:
+        return load_dataset(source, recipe, size=request.calib_size, seed=request.seed)
+    dataset = load_dataset(source, recipe, seed=request.seed)
+    if len(dataset) > DEFAULT_CALIB_SIZE:
+        dataset = load_dataset(source, recipe, size=DEFAULT_CALIB_SIZE, seed=request.seed)
+    return dataset
+
+
+def _reference_eval_dataset(request: BuildRequest) -> Any:
+    """The reference model's labelled test split (for INT8 accuracy), or None for other models."""
+    if request.arch is not None or request.weights is not None or request.calib_data is not None:
+        return None
+    from edgeres.data import load_dataset
+
+    return load_dataset("reference:test", None)
 
 
 def _calibration_summary(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The accuracy part of a calibration report (whatever of these keys it has)."""
-    if not report:
+    """INT8-vs-FP32 figures of a calibration report (``report["model"]``: compare_logits output)."""
+    if not report or not isinstance(report.get("model"), Mapping):
         return None
-    keys = ("method", "num_samples", "fp32_top1", "int8_top1", "top1_drop", "top1_agreement",
-            "cosine", "max_abs_error", "budget", "within_budget", "samples", "dataset_fingerprint")
-    summary = {k: report[k] for k in keys if k in report}
-    for nested in ("accuracy", "agreement"):
-        if isinstance(report.get(nested), Mapping):
-            summary.update({f"{nested}.{k}": v for k, v in report[nested].items() if not isinstance(v, (dict, list))})
-    return summary or None
+    model = report["model"]
+    summary: dict[str, Any] = {"method": report.get("method"), "evaluated_on": report.get("evaluated_on")}
+    for key in ("samples", "top1_agreement", "accuracy_ref", "accuracy", "sqnr_db", "cosine", "max_abs"):
+        if model.get(key) is not None:
+            summary[key] = model[key]
+    if summary.get("accuracy") is not None and summary.get("accuracy_ref") is not None:
+        summary["accuracy_drop"] = summary["accuracy_ref"] - summary["accuracy"]
+    summary["excluded_layers"] = len(report.get("excluded_layers") or [])
+    return summary
+
+
+def _cache_version(plan: "Plan") -> str:
+    """The TensorRT version for the calibration cache header: the build's, else the newest <= 10.x."""
+    def usable(v: str) -> bool:
+        return (8, 5) <= parse_version(v) < (11, 0)
+
+    if usable(plan.trt_version):
+        return plan.trt_version
+    candidates = sorted((v for v in plan.target.tensorrt_versions if usable(v)), key=parse_version)
+    return candidates[-1] if candidates else "10.3.0"
+
+
+def _strip_timing(report_path: Path) -> None:
+    """Drop wall times from calib_report.json so identical builds give identical bundles."""
+    import json
+
+    data = json.loads(report_path.read_text(encoding="utf-8"))
+    data.pop("timing", None)
+    report_path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def build(request: BuildRequest, *, report: Callable[[str], None] | None = None) -> BuildResult:
@@ -299,9 +346,11 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
                 from edgeres.calibrate import calibrate
 
                 dataset = _calibration_dataset(request, recipe)
+                eval_dataset = _reference_eval_dataset(request)
                 result = calibrate(tmp / "model.onnx", dataset, tmp, method=request.calib_method,
-                                   trt_version=plan.trt_version)
-                calibration = _calibration_summary(getattr(result, "report", None))
+                                   trt_version=_cache_version(plan), eval_dataset=eval_dataset, progress=False)
+                calibration = _calibration_summary(result.report)
+                _strip_timing(Path(result.report_path))
         if plan.needs_fp16_onnx:
             with timer.stage("fp16 onnx"):
                 from edgeres.precision import write_fp16_onnx

@@ -91,6 +91,45 @@ def test_same_inputs_give_byte_identical_bundles(fp16_bundles: tuple[Path, Path,
         assert (one / name).read_bytes() == (two / name).read_bytes(), f"{name} differs between identical builds"
 
 
+@pytest.fixture(scope="module")
+def calib_npy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("c") / "calib.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 256, (48, 32, 32, 1), dtype=np.uint8))
+    return path
+
+
+@pytest.mark.skipif(not HAS_CALIBRATE, reason="needs edgeres.calibrate.calibrate (branch calib)")
+def test_int8_bundles_are_byte_identical(tmp_path: Path, weights: Path, calib_npy: Path) -> None:
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        result = run("build", "--target", "jetson-orin", "--arch", "resnet20", "--weights", str(weights),
+                     "--precision", "int8", "--calib-data", str(calib_npy), "-o", str(out))
+        assert result.exit_code == 0, result.output + result.stderr
+    manifest = verify_bundle(outs[0])
+    wanted = {"model.onnx", "model.qdq.onnx", "model.qdq.fp16.onnx", "calib.cache", "calib_report.json", "build.sh"}
+    assert wanted <= set(manifest.files), f"INT8 bundle files: {set(manifest.files)}"
+    assert "calibrate" in result.output and "INT8 vs FP32" in result.output, f"stage and accuracy shown: {result.output}"
+    assert manifest.calibration and manifest.calibration["top1_agreement"] > 0.5, f"summary kept: {manifest.calibration}"
+    for name in ("model.onnx", "model.qdq.onnx", "model.qdq.fp16.onnx", "calib.cache", "calib_report.json", MANIFEST, "build.sh"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), f"{name} differs between identical builds"
+    script = (outs[0] / "build.sh").read_text()
+    assert "--onnx=model.qdq.onnx" in script and "--int8" in script and "--fp16" in script, script
+
+
+@pytest.mark.skipif(not HAS_CALIBRATE, reason="needs edgeres.calibrate.calibrate (branch calib)")
+def test_int8_bundle_for_strongly_typed_tensorrt(tmp_path: Path, weights: Path, calib_npy: Path) -> None:
+    out = tmp_path / "thor"
+    result = run("build", "--target", "jetson-thor", "--arch", "resnet20", "--weights", str(weights),
+                 "--calib-data", str(calib_npy), "-o", str(out))
+    assert result.exit_code == 0, result.output + result.stderr
+    script = (out / "build.sh").read_text()
+    assert "--onnx=model.qdq.fp16.onnx" in script, f"TensorRT 11 builds from the Q/DQ-FP16 model: {script}"
+    assert not any(flag in script for flag in ("--int8", "--fp16", "--calib", "--best")), f"no precision flags: {script}"
+    assert verify_bundle(out).tensorrt_versions == ("11.4.1",), "meant for TensorRT 11.4.1"
+
+
 @pytest.mark.skipif(not (HAS_CALIBRATE and HAS_REFERENCE), reason="needs edgeres.calibrate.calibrate and edgeres.reference (branches calib, data)")
 def test_default_int8_build_is_reproducible(tmp_path: Path) -> None:
     outs = [tmp_path / "a", tmp_path / "b"]

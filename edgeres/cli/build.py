@@ -15,7 +15,7 @@ from edgeres.cli._options import human_bytes, log
               help="Engine precision; the target's default if omitted. best = int8 where fast, else fp16.")
 @click.option("--int8-mode", type=click.Choice(["qdq", "calibrator"]), default=None, help="Explicit Q/DQ or implicit calibrator (target default).")
 @click.option("--calib-data", default=None, help="Calibration images: folder, .npy, .npz[#split] (the reference data if omitted).")
-@click.option("--calib-size", type=click.IntRange(min=1), default=512, show_default=True, help="Calibration samples to use.")
+@click.option("--calib-size", type=click.IntRange(min=1), default=None, help="Calibration samples to use (all, at most 512, if omitted).")
 @click.option("--batch", type=int, default=None, help="Optimization batch (target default).")
 @click.option("--max-batch", type=int, default=None, help="Largest batch the engine accepts (default: --batch).")
 @click.option("--dla-core", type=int, default=None, help="Build for this DLA core (Xavier/Orin), with GPU fallback.")
