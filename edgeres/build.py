@@ -212,12 +212,23 @@ def plan_build(request: BuildRequest, *, input_shape: tuple[int, int, int]) -> P
 
 # ---- stages -------------------------------------------------------------------------------------
 
+def _reference_module() -> Any:
+    try:
+        from edgeres import reference
+    except ImportError as exc:
+        raise BuildError(
+            f"the shipped reference model is not available in this install ({exc}); "
+            "pass --arch and --weights to build your own model"
+        ) from exc
+    return reference
+
+
 def _model_and_recipe(request: BuildRequest) -> tuple[Any, Any, dict[str, Any]]:
     """(eval model, recipe, source description) for the request."""
     from edgeres._io import sha256_file
 
     if request.arch is None and request.weights is None:
-        from edgeres import reference
+        reference = _reference_module()
 
         model = reference.reference_model()
         weights_path = Path(reference.reference_weights_path())
@@ -325,12 +336,16 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
         raise BuildError(f"output {out} is a file; pass a folder path with -o")
     # every option is checked against the target before the model is loaded (the shape comes later)
     plan_build(request, input_shape=(1, 1, 1))
+    if request.arch is None and request.weights is None:
+        _reference_module()
     with timer.stage("fold"):
         import torch
 
         from edgeres.fold import fold_batchnorm
 
         model, recipe, source = _model_and_recipe(request)
+        if request.arch is not None and request.weights is None:
+            timer.report(f"  note: {request.arch} has random weights (no --weights); fine for a dry run, not for deployment")
         shape = _input_shape(model, recipe)
         plan = plan_build(request, input_shape=shape)
         gen = torch.Generator().manual_seed(request.seed)
