@@ -427,7 +427,7 @@ def _manifest_fields(plan: Plan, recipe: Any, source: Mapping[str, Any], version
 # ---- compile ------------------------------------------------------------------------------------
 
 def settings_for_bundle(folder: Path, manifest: Any, *, allow_mismatch: bool = False,
-                        trt_version: str | None = None) -> Any:
+                        trt_version: str | None = None, workspace_mib: int | None = None) -> Any:
     """The EngineSettings that build ``folder``'s engine here, after checking TensorRT and the GPU.
 
     Raises:
@@ -459,7 +459,8 @@ def settings_for_bundle(folder: Path, manifest: Any, *, allow_mismatch: bool = F
         onnx_path=folder / onnx_name, plan_path=folder / "model.plan", precision=manifest.precision,
         int8_mode=mode or "qdq", calib_cache=folder / "calib.cache" if "calib.cache" in manifest.files else None,
         input_name=manifest.input_name, input_shape=tuple(manifest.input_shape), min_batch=manifest.min_batch,
-        opt_batch=manifest.opt_batch, max_batch=manifest.max_batch, workspace_bytes=manifest.workspace_mib << 20,
+        opt_batch=manifest.opt_batch, max_batch=manifest.max_batch,
+        workspace_bytes=(workspace_mib or manifest.workspace_mib) << 20,
         dla_core=manifest.dla_core, gpu_fallback=manifest.gpu_fallback, timing_cache=folder / "timing.cache",
         target=manifest.target, expected_compute_capability=expected, allow_mismatch=allow_mismatch,
         recipe=dict(manifest.recipe) if manifest.recipe else None,
@@ -474,7 +475,7 @@ def compile_folder(folder: Path, manifest: Any, *, allow_mismatch: bool = False)
 
 
 def compile_bundle(bundle: str | os.PathLike[str], *, allow_mismatch: bool = False,
-                   report: Callable[[str], None] | None = None) -> Any:
+                   workspace_mib: int | None = None, report: Callable[[str], None] | None = None) -> Any:
     """``edgeres compile``: verify every sha256, check TensorRT and the GPU, build ``model.plan``.
 
     The plan is written into the bundle folder atomically (temporary file, then
@@ -486,7 +487,7 @@ def compile_bundle(bundle: str | os.PathLike[str], *, allow_mismatch: bool = Fal
     start = time.perf_counter()
     # every check runs before any progress output, so a refusal is one line
     manifest = verify_bundle(bundle)
-    settings = settings_for_bundle(Path(bundle), manifest, allow_mismatch=allow_mismatch)
+    settings = settings_for_bundle(Path(bundle), manifest, allow_mismatch=allow_mismatch, workspace_mib=workspace_mib)
     timer.report(f"- verified {len(manifest.files)} files in {time.perf_counter() - start:.2f} s")
     with timer.stage("compile"):
         from edgeres.trt import build_engine

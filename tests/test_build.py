@@ -209,11 +209,12 @@ def test_compile_reports_out_of_memory(fp16_bundles: tuple[Path, Path, Result], 
         raise BuildError(explain_build_failure(["[defaultAllocator.cpp] Error: out of memory"], settings.workspace_bytes))
 
     _fake_tensorrt(monkeypatch, (8, 7), oom)
-    result = run("compile", str(fp16_bundles[0]))
+    result = run("compile", str(fp16_bundles[0]), "--workspace", "256")
     assert result.exit_code == 2 and "out of GPU memory" in result.stderr and "workspace" in result.stderr, result.stderr
     settings = seen["settings"]
     assert settings.onnx_path.name == "model.onnx" and settings.precision == "fp16", "TensorRT 10.3 builds from FP32 ONNX"
     assert settings.opt_batch == 4 and settings.max_batch == 8 and settings.expected_compute_capability == (8, 7), "manifest -> settings"
+    assert settings.workspace_bytes == 256 << 20 and "256 MiB" in result.stderr, "--workspace overrides the bundle's limit"
     assert not (fp16_bundles[0] / "model.plan").exists(), "no half-written plan"
 
 
@@ -227,3 +228,21 @@ def test_missing_tensorrt_message(monkeypatch: pytest.MonkeyPatch, fp16_bundles:
     result = run("compile", str(fp16_bundles[0]))
     assert result.exit_code == 2 and "JetPack" in result.stderr and "pypi.nvidia.com" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, f"one line: {result.stderr}"
+
+
+def test_torch_tensorrt_frontend_absent_is_refused_cleanly() -> None:
+    if importlib.util.find_spec("torch_tensorrt") is not None:
+        pytest.skip("torch_tensorrt is installed here")
+    from edgeres.build import compile_torch_tensorrt
+
+    with pytest.raises(TensorRTUnavailableError, match="pip install torch-tensorrt"):
+        compile_torch_tensorrt(None, None, Path("."), None)
+
+
+def test_compile_and_build_modules_import_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, edgeres.cli.compile, edgeres.build, edgeres.bundle, edgeres.trtexec, edgeres.targets; print(sorted(m for m in ('torch', 'onnx', 'tensorrt') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"compile path imports heavy modules: {out}"
