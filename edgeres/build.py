@@ -178,6 +178,13 @@ def plan_build(request: BuildRequest, *, input_shape: tuple[int, int, int]) -> P
     precision = target.resolve_precision(r.precision)
     int8_mode = (r.int8_mode or target.int8_mode) if precision == "int8" else None
     target.check_dla_core(r.dla_core)
+    own_model = r.arch is not None or r.weights is not None
+    if precision == "int8" and own_model and r.calib_data is None:
+        raise BuildError(
+            f"INT8 ({'the default for ' + target.name if r.precision is None else 'requested'}) for your own model "
+            "needs --calib-data (an image folder, .npy or .npz of its inputs); received none. "
+            "Pass --calib-data, or --precision fp16"
+        )
     batch = target.default_batch if r.batch is None else r.batch
     max_batch = max(batch, target.default_batch) if r.max_batch is None else r.max_batch
     target.check_batch(batch, max_batch)

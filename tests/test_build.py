@@ -155,6 +155,7 @@ def test_default_int8_build_is_reproducible(tmp_path: Path) -> None:
         (["--target", "jetson-orin", "--trt-version", "7.1.3"], ["runs TensorRT"]),
         (["--target", "jetson-thor", "--precision", "int8", "--int8-mode", "calibrator"], ["removed implicit INT8"]),
         (["--target", "jetson-orin", "--frontend", "torch-tensorrt", "--precision", "fp16"], ["torch-tensorrt"]),
+        (["--target", "jetson-orin", "--arch", "resnet20"], ["needs --calib-data"]),
     ],
 )
 def test_bad_build_inputs(tmp_path: Path, args: list[str], needles: list[str]) -> None:
@@ -246,3 +247,28 @@ def test_compile_and_build_modules_import_no_torch() -> None:
     code = "import sys, edgeres.cli.compile, edgeres.build, edgeres.bundle, edgeres.trtexec, edgeres.targets; print(sorted(m for m in ('torch', 'onnx', 'tensorrt') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"compile path imports heavy modules: {out}"
+
+
+def test_engine_path_with_stand_in_tensorrt(tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Orchestration of the engine branch (TensorRT and GPU replaced; no real engine is built)."""
+    calls = []
+
+    def fake_build(settings: object) -> str:
+        calls.append(settings)
+        Path(settings.plan_path).write_bytes(b"stand-in plan")
+        return "sidecar"
+
+    _fake_tensorrt(monkeypatch, (8, 7), fake_build)
+    out = tmp_path / "engine"
+    result = run("build", "--target", "jetson-orin", "--arch", "resnet20", "--weights", str(weights),
+                 "--precision", "fp16", "-o", str(out))
+    assert result.exit_code == 0, result.output + result.stderr
+    assert f"built engine {out}/model.plan" in result.output, result.output
+    assert (out / "model.plan").read_bytes() == b"stand-in plan", "plan written into the output folder"
+    (settings,) = calls
+    assert settings.onnx_path.name == "model.onnx" and settings.precision == "fp16", "TensorRT 10.3: FP32 ONNX + FP16 flag"
+    assert verify_bundle(out).tensorrt_version == "10.3.0", "the folder is also a verified bundle for the installed TensorRT"
+    other = run("build", "--target", "rtx30", "--arch", "resnet20", "--weights", str(weights), "--precision", "fp16",
+                "-o", str(tmp_path / "b"))
+    assert other.exit_code == 0 and "BUNDLE, not an engine" in other.output and "sm_8.7" in other.output, other.output
+    assert not calls[1:], "no engine for a target whose GPU is not here"
