@@ -144,6 +144,29 @@ def _layer_sqnr(model: Any, qdq: Any, dataset: Any, batch_size: int, limit: int)
     return {n.name: by_tensor[n.output[0]] for n in weighted_nodes(model)}
 
 
+def check_options(
+    method: str,
+    percentile: float,
+    trt_version: str,
+    max_accuracy_drop: float | None,
+    min_agreement: float | None,
+    has_eval: bool,
+    batch_size: int,
+) -> Budget:
+    """Validate calibration options before any work; returns the budget."""
+    if method not in CALIBRATORS:
+        raise CalibrationError(f"unknown calibration method {method!r}; expected one of {', '.join(CALIBRATORS)}")
+    if method == "percentile" and not 0 < percentile <= 100:
+        raise CalibrationError(f"percentile must be in (0, 100], received {percentile}")
+    trt_version_code(trt_version)
+    budget = Budget(max_accuracy_drop, min_agreement)
+    if budget.active and not has_eval:
+        raise CalibrationError("an accuracy budget needs evaluation data (--eval-data); received none")
+    if int(batch_size) < 1:
+        raise CalibrationError(f"batch size must be at least 1, received {batch_size}")
+    return budget
+
+
 def calibrate(
     model_onnx: str | os.PathLike[str],
     dataset: Any,
@@ -184,21 +207,12 @@ def calibrate(
 
     timing: dict[str, float] = {}
     start = time.perf_counter()
-    if method not in CALIBRATORS:
-        raise CalibrationError(f"unknown calibration method {method!r}; expected one of {', '.join(CALIBRATORS)}")
-    if method == "percentile" and not 0 < percentile <= 100:
-        raise CalibrationError(f"percentile must be in (0, 100], received {percentile}")
-    trt_version_code(trt_version)
-    budget = Budget(max_accuracy_drop, min_agreement)
-    if budget.active and eval_dataset is None:
-        raise CalibrationError("an accuracy budget needs evaluation data (--eval-data); received none")
+    budget = check_options(method, percentile, trt_version, max_accuracy_drop, min_agreement, eval_dataset is not None, batch_size)
     if max_accuracy_drop is not None and getattr(eval_dataset, "labels", None) is None:
         raise DataError(
             "--max-accuracy-drop needs labelled evaluation data, but the evaluation set has no labels "
             "(use an ImageFolder layout or an .npz with labels, or --min-agreement instead)"
         )
-    if int(batch_size) < 1:
-        raise CalibrationError(f"batch size must be at least 1, received {batch_size}")
     out_dir = _check_out_dir(Path(out_dir))
     model = _load_onnx(Path(model_onnx))
     if not weighted_nodes(model):
@@ -324,6 +338,9 @@ def calibrate_model(
     With ``arch`` and ``weights`` None, the shipped reference model is used
     (``reference:calib`` / ``reference:test`` as default data).
     """
+    import shutil
+    import tempfile
+
     import torch
 
     from edgeres.data import load_dataset
@@ -331,6 +348,12 @@ def calibrate_model(
     from edgeres.fold import fold_batchnorm
 
     out_dir = _check_out_dir(Path(out_dir))
+    check_options(
+        kwargs.get("method", "entropy"), kwargs.get("percentile", DEFAULT_PERCENTILE), kwargs.get("trt_version", "10.3.0"),
+        kwargs.get("max_accuracy_drop"), kwargs.get("min_agreement"),
+        eval_source is not None or (arch is None and weights is None and calib_source in (None, "reference:calib")),
+        kwargs.get("batch_size", 32),
+    )
     if arch is None and weights is None:
         from edgeres import reference
 
@@ -355,7 +378,13 @@ def calibrate_model(
     shape = (1, *recipe.input_shape)
     example = torch.from_numpy(next(iter(dataset.batches(8)))[0])
     folded = fold_batchnorm(model.eval(), example)
-    out_dir.mkdir(exist_ok=True)
-    model_path = out_dir / "model.onnx"
-    export_onnx(folded, model_path, shape, dynamic_batch=True, check_inputs=example.numpy())
-    return calibrate(model_path, dataset, out_dir, eval_dataset=eval_dataset, **kwargs)
+    # model.onnx joins the other outputs only once calibration succeeded: no partial output folder
+    staging = Path(tempfile.mkdtemp(prefix=".edgeres-calib-", dir=out_dir.parent if str(out_dir.parent) else "."))
+    try:
+        model_path = staging / "model.onnx"
+        export_onnx(folded, model_path, shape, dynamic_batch=True, check_inputs=example.numpy())
+        result = calibrate(model_path, dataset, out_dir, eval_dataset=eval_dataset, **kwargs)
+        os.replace(model_path, out_dir / "model.onnx")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "targets": ("edgeres.cli.targets", "targets", "List the device target profiles (Jetson and desktop GPUs)."),
     "build": ("edgeres.cli.build", "build", "Build a TensorRT engine for a target, or a deploy bundle where none can be built."),
     "compile": ("edgeres.cli.compile", "compile_", "Verify a deploy bundle and compile its engine on this device."),
+    "calibrate": ("edgeres.cli.calibrate", "calibrate", "INT8 calibration: Q/DQ ONNX, TensorRT calibration cache and accuracy report."),
 }
 
 EXIT_USAGE = 2

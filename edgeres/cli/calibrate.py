@@ -1,0 +1,52 @@
+"""``edgeres calibrate``: INT8 calibration -> model.qdq.onnx, calib.cache, calib_report.json (+ model.onnx)."""
+
+from __future__ import annotations
+
+import click
+
+from edgeres.cli._options import log, stage, weights_option
+
+METHODS = ("entropy", "max", "percentile", "mse")
+
+
+@click.command("calibrate")
+@click.option("--arch", default=None, help="Architecture name; omit (with --weights) to use the shipped reference model.")
+@weights_option()
+@click.option("--calib-data", default=None, help="Calibration images: image folder, .npy or .npz (reference:calib by default).")
+@click.option("--method", type=click.Choice(METHODS), default="entropy", show_default=True, help="Activation calibrator.")
+@click.option("--percentile", type=float, default=99.99, show_default=True, help="For --method percentile.")
+@click.option("--calib-size", type=click.IntRange(min=1), default=None, help="Calibration samples to pick (all if omitted).")
+@click.option("--eval-data", default=None, help="Evaluation data for accuracy and the budget (labels needed for --max-accuracy-drop).")
+@click.option("--max-accuracy-drop", type=float, default=None, help="Budget: largest top-1 drop in points.")
+@click.option("--min-agreement", type=float, default=None, help="Budget: smallest FP32/INT8 top-1 agreement in percent.")
+@click.option("--trt-version", default="10.3.0", show_default=True, help="TensorRT version of the calibration cache header (8.5 to 10.x).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration sample pick.")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="calib_out", show_default=True, help="Output folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no table.")
+def calibrate(arch: str | None, weights: str | None, calib_data: str | None, method: str, percentile: float,
+              calib_size: int | None, eval_data: str | None, max_accuracy_drop: float | None,
+              min_agreement: float | None, trt_version: str, batch_size: int, seed: int, out_dir: str, quiet: bool) -> None:
+    """Calibrate a model for INT8; with no arguments, the shipped reference model and data."""
+    from edgeres.calibrate import calibrate_model
+
+    what = "the reference model" if arch is None and weights is None else arch
+    with stage(f"calibrate {what} ({method})"):
+        result = calibrate_model(
+            arch, weights, calib_data, out_dir, calib_size=calib_size, eval_source=eval_data, seed=seed,
+            method=method, percentile=percentile, trt_version=trt_version, max_accuracy_drop=max_accuracy_drop,
+            min_agreement=min_agreement, batch_size=batch_size, progress=not quiet,
+        )
+    if not quiet:
+        click.echo(result.table)
+    click.echo(f"wrote {result.qdq_path}, {result.cache_path}, {result.report_path}")
+    budget = result.report.get("budget")
+    if budget and not budget["met"]:
+        m = result.report["model"]
+        log(
+            f"warning: accuracy budget {budget['kind']} {budget['limit']} not met; best reached: top-1 agreement "
+            f"{100 * m['top1_agreement']:.2f}%"
+            + (f", accuracy {100 * m['accuracy']:.2f}% (FP32 {100 * m['accuracy_ref']:.2f}%)" if m.get("accuracy") is not None else "")
+            + f" with {len(budget['excluded_layers'])} layer(s) left at higher precision"
+        )
+        raise SystemExit(1)

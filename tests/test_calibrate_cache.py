@@ -1,0 +1,90 @@
+"""TensorRT calibration cache: format, version codes, round trip, malformed and foreign caches."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeres.calibrate import (
+    parse_calibration_cache,
+    qdq_model_from_cache,
+    read_calibration_cache,
+    trt_version_code,
+    write_calibration_cache,
+)
+from edgeres.calibrate.cache import calibration_cache_text, version_from_code
+from edgeres.errors import CalibrationError
+from tests.calib_fixtures import export_tiny_resnet
+
+
+@pytest.mark.parametrize("version,code", [("8.5.2", 8502), ("8.6.1", 8601), ("10.3.0", 100300), ("10.0.1", 100001), ("10.13.2", 101302)])
+def test_version_codes(version: str, code: int) -> None:
+    assert trt_version_code(version) == code, f"{version} must encode as {code}"
+    assert version_from_code(code) == version, f"{code} must decode to {version}"
+
+
+@pytest.mark.parametrize("version", ["7.2.3", "8.4.1", "11.0.0", "abc", "8.x"])
+def test_unsupported_versions(version: str) -> None:
+    with pytest.raises(CalibrationError, match="TensorRT version"):
+        trt_version_code(version)
+
+
+def test_format_and_round_trip(tmp_path) -> None:
+    scales = {"input": 0.0255, "/layer1/Relu_output_0": 1.5e-3, "logits": 12.0}
+    path = write_calibration_cache(tmp_path / "calib.cache", scales, "8.5.2")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "TRT-8502-EntropyCalibration2", f"header is {lines[0]!r}"
+    assert lines[1] == f"input: {struct.pack('>f', 0.0255).hex()}", f"line 2 is {lines[1]!r}"
+    assert lines[3] == "logits: 41400000", "12.0 must be written as big-endian float32 bits 41400000"
+    back = read_calibration_cache(path)
+    assert list(back) == list(scales), "tensor order must survive the round trip"
+    for name, scale in scales.items():
+        assert back[name] == float(np.float32(scale)), f"{name}: scale must round-trip exactly as float32"
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("", "empty"),
+        ("hello\ninput: 3c000000\n", "line 1"),
+        ("TRT-8502-EntropyCalibration2\ninput 3c000000\n", "line 2"),
+        ("TRT-8502-EntropyCalibration2\ninput: 3c00zz00\n", "line 2"),
+        ("TRT-8502-EntropyCalibration2\ninput: 7fc00000\n", "finite and positive"),
+        ("TRT-8502-EntropyCalibration2\ninput: 3c000000\ninput: 3c000000\n", "twice"),
+        ("TRT-7103-EntropyCalibration2\ninput: 3c000000\n", "unsupported TensorRT version"),
+        ("TRT-8502-EntropyCalibration2\n", "no tensor scales"),
+    ],
+)
+def test_malformed_caches(text: str, match: str) -> None:
+    with pytest.raises(CalibrationError, match=match):
+        parse_calibration_cache(text)
+
+
+def test_binary_and_missing_files(tmp_path) -> None:
+    blob = tmp_path / "engine.plan"
+    blob.write_bytes(b"\xff\xfe\x00\x80" * 8)
+    with pytest.raises(CalibrationError, match="not a text calibration cache"):
+        read_calibration_cache(blob)
+    with pytest.raises(CalibrationError, match="does not exist"):
+        read_calibration_cache(tmp_path / "nope.cache")
+
+
+def test_cache_to_qdq_and_foreign_cache(tmp_path) -> None:
+    model = onnx.load(str(export_tiny_resnet(tmp_path / "m.onnx")))
+    from edgeres.calibrate.stats import observed_tensors
+
+    scales = {name: 0.01 * (i + 1) for i, name in enumerate(observed_tensors(model))}
+    cache = write_calibration_cache(tmp_path / "c.cache", scales)
+    from edgeres.calibrate.qdq import qdq_model
+
+    migrated = qdq_model_from_cache(model, cache)
+    assert migrated.SerializeToString() == qdq_model(model, read_calibration_cache(cache)).SerializeToString(), (
+        "a Q/DQ model from a cache must equal one built from the same scales"
+    )
+    foreign = tmp_path / "other.cache"
+    foreign.write_text(calibration_cache_text({"some/other/net:0": 0.1, "input": 0.02}))
+    with pytest.raises(CalibrationError, match="does not fit this model"):
+        qdq_model_from_cache(model, foreign)

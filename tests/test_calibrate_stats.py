@@ -1,0 +1,73 @@
+"""Streaming statistics: bit-identical across batch sizes and orders, clear errors on bad data."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeres.calibrate.calibrators import CALIBRATORS, compute_amax
+from edgeres.calibrate.stats import collect_statistics, histograms_from_arrays, observed_tensors
+from edgeres.errors import CalibrationError, DataError
+from tests.calib_fixtures import ArrayDataset, export_tiny_resnet, tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return onnx.load(str(export_tiny_resnet(tmp_path_factory.mktemp("m") / "m.onnx")))
+
+
+def test_histograms_identical_across_batch_sizes_and_order(model) -> None:
+    data = tiny_dataset(40)
+    reference = collect_statistics(model, data, batch_size=40)
+    shuffled = ArrayDataset(data.images[np.random.default_rng(0).permutation(40)])
+    for dataset, batch_size in ((data, 1), (data, 7), (shuffled, 16)):
+        hists = collect_statistics(model, dataset, batch_size=batch_size)
+        for name, ref in reference.items():
+            assert ref.exponent == hists[name].exponent, f"{name}: range differs at batch size {batch_size}"
+            assert np.array_equal(ref.counts, hists[name].counts), f"{name}: counts differ at batch size {batch_size}"
+            for method in CALIBRATORS:
+                assert compute_amax(ref, method) == compute_amax(hists[name], method), f"{name}/{method} amax differs"
+
+
+def test_range_growth_merges_bins_exactly() -> None:
+    rng = np.random.default_rng(3)
+    parts = [rng.normal(scale=s, size=5000).astype(np.float32) for s in (0.01, 1.0, 300.0)]
+    whole = histograms_from_arrays([{"t": np.concatenate(parts)}], ["t"])["t"]
+    streamed = histograms_from_arrays([{"t": p} for p in parts], ["t"])["t"]
+    assert np.array_equal(whole.counts, streamed.counts), "growing the range batch by batch must equal one pass"
+
+
+def test_observed_tensors_cover_conv_and_add_inputs(model) -> None:
+    names = set(observed_tensors(model))
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Gemm"):
+            assert node.input[0] in names, f"input of {node.name} is not observed"
+        if node.op_type == "Add":
+            assert set(node.input) <= names, f"an input of {node.name} is not observed"
+
+
+def test_wrong_shape_and_nan_data(model) -> None:
+    rgb = ArrayDataset(np.zeros((2, 3, 28, 28), np.float32))
+    with pytest.raises(DataError, match=r"expects \(1, 28, 28\)"):
+        collect_statistics(model, rgb)
+    bad = tiny_dataset(4).images
+    bad[2, 0, 3, 3] = np.inf
+    with pytest.raises(DataError, match="NaN/Inf"):
+        collect_statistics(model, ArrayDataset(bad), batch_size=2)
+    with pytest.raises(CalibrationError, match="empty"):
+        collect_statistics(model, ArrayDataset(np.zeros((0, 1, 28, 28), np.float32)))
+
+
+def test_activation_overflow_names_tensor(model) -> None:
+    huge = np.full((1, 1, 28, 28), 3e38, np.float32)  # finite input that overflows inside the net
+    with pytest.raises(CalibrationError, match="tensor '.*' holds"):
+        collect_statistics(model, ArrayDataset(huge))
+
+
+def test_memory_cap_splits_batches_without_changing_results(model) -> None:
+    data = tiny_dataset(12)
+    whole = collect_statistics(model, data, batch_size=12)
+    capped = collect_statistics(model, data, batch_size=12, max_activation_bytes=1)  # one sample per call
+    for name in whole:
+        assert np.array_equal(whole[name].counts, capped[name].counts), f"{name}: memory cap changed the histogram"
