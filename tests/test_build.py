@@ -141,6 +141,22 @@ def test_default_int8_build_is_reproducible(tmp_path: Path) -> None:
     assert "INT8 vs FP32" in result.output, f"summary shows calibration accuracy: {result.output}"
     for name in ("model.onnx", "model.qdq.onnx", "model.qdq.fp16.onnx", "calib.cache", MANIFEST):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), f"{name} differs between identical builds"
+    # what TensorRT 11 compiles (Q/DQ with FP16 rest) keeps the accuracy of the FP32 Q/DQ model, on real digits
+    import onnxruntime as ort
+
+    from edgeres.data import load_dataset
+
+    test = load_dataset("reference:test", None)
+    images, labels = test.array(), test.labels
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    top1 = {}
+    for name in ("model.onnx", "model.qdq.onnx", "model.qdq.fp16.onnx"):
+        session = ort.InferenceSession(str(outs[0] / name), opts, providers=["CPUExecutionProvider"])
+        top1[name] = float((session.run(None, {"input": images})[0].argmax(1) == labels).mean())
+    assert top1["model.onnx"] > 0.95, f"reference FP32 accuracy: {top1}"
+    assert abs(top1["model.qdq.fp16.onnx"] - top1["model.qdq.onnx"]) <= 0.005, f"FP16 rest costs no accuracy: {top1}"
+    assert top1["model.onnx"] - top1["model.qdq.onnx"] <= 0.01, f"INT8 within 1 point of FP32: {top1}"
 
 
 @pytest.mark.parametrize(
