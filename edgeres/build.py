@@ -341,6 +341,9 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
     check_writable_parent((out.parent if str(out.parent) else Path(".")) / ".probe")
     if out.exists() and not out.is_dir():
         raise BuildError(f"output {out} is a file; pass a folder path with -o")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        # the folder is replaced as a whole: never replace one that is not an earlier build
+        raise BuildError(f"output {out} exists and is not an edgeres build folder (no manifest.json); pass a new -o folder")
     # every option is checked against the target before the model is loaded (the shape comes later)
     plan_build(request, input_shape=(1, 1, 1))
     if request.arch is None and request.weights is None:

@@ -179,6 +179,15 @@ def test_bad_build_inputs(tmp_path: Path, args: list[str], needles: list[str]) -
     assert_refused(run("build", *args, "-o", str(out)), out, *needles)
 
 
+def test_existing_foreign_folder_is_never_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = run("build", "--target", "jetson-orin", "--precision", "fp16", "-o", str(out))
+    assert result.exit_code == 2 and "not an edgeres build folder" in result.stderr, result.stderr
+    assert (out / "notes.txt").read_text() == "keep me", "the user's folder is untouched"
+
+
 def test_damaged_bundle_is_refused_by_compile(fp16_bundles: tuple[Path, Path, Result], tmp_path: Path) -> None:
     import shutil
 
