@@ -465,9 +465,12 @@ def settings_for_bundle(folder: Path, manifest: Any, *, allow_mismatch: bool = F
             f"TensorRT {version} compiles {manifest.precision} from {onnx_name}, which this bundle lacks "
             f"(it is meant for TensorRT {', '.join(manifest.tensorrt_versions)}); rebuild it with --trt-version {version}"
         )
+    calib_cache = folder / "calib.cache" if "calib.cache" in manifest.files else None
+    if mode == "calibrator" and calib_cache is not None:
+        calib_cache = cache_for_version(calib_cache, version)
     return EngineSettings(
         onnx_path=folder / onnx_name, plan_path=folder / "model.plan", precision=manifest.precision,
-        int8_mode=mode or "qdq", calib_cache=folder / "calib.cache" if "calib.cache" in manifest.files else None,
+        int8_mode=mode or "qdq", calib_cache=calib_cache,
         input_name=manifest.input_name, input_shape=tuple(manifest.input_shape), min_batch=manifest.min_batch,
         opt_batch=manifest.opt_batch, max_batch=manifest.max_batch,
         workspace_bytes=(workspace_mib or manifest.workspace_mib) << 20,
@@ -475,6 +478,23 @@ def settings_for_bundle(folder: Path, manifest: Any, *, allow_mismatch: bool = F
         target=manifest.target, expected_compute_capability=expected, allow_mismatch=allow_mismatch,
         recipe=dict(manifest.recipe) if manifest.recipe else None,
     )
+
+
+def cache_for_version(cache: Path, trt_version: str) -> Path:
+    """``cache`` if its header names ``trt_version``, else a re-headered copy beside it.
+
+    TensorRT ignores a calibration cache written for another version (and would
+    need calibration data it does not have on the device); the scales themselves
+    mean the same from 8.5 to 10.x, so only the header changes. The bundle's own
+    ``calib.cache`` stays as hashed.
+    """
+    from edgeres.calibrate.cache import parse_calibration_cache, trt_version_code, write_calibration_cache
+
+    text = cache.read_text(encoding="utf-8")
+    header_version, _name, scales = parse_calibration_cache(text, str(cache))
+    if trt_version_code(header_version) == trt_version_code(trt_version):
+        return cache
+    return write_calibration_cache(cache.with_name(f"calib.trt-{trt_version}.cache"), scales, trt_version)
 
 
 def compile_folder(folder: Path, manifest: Any, *, allow_mismatch: bool = False) -> Any:

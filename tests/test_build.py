@@ -297,3 +297,15 @@ def test_engine_path_with_stand_in_tensorrt(tmp_path: Path, weights: Path, monke
                 "-o", str(tmp_path / "b"))
     assert other.exit_code == 0 and "BUNDLE, not an engine" in other.output and "sm_8.7" in other.output, other.output
     assert not calls[1:], "no engine for a target whose GPU is not here"
+
+
+@pytest.mark.skipif(not HAS_CALIBRATE, reason="needs edgeres.calibrate (branch calib)")
+def test_calibration_cache_is_reheadered_for_the_device_tensorrt(tmp_path: Path) -> None:
+    from edgeres.build import cache_for_version
+    from edgeres.calibrate.cache import read_calibration_cache, write_calibration_cache
+
+    cache = write_calibration_cache(tmp_path / "calib.cache", {"input": 0.0125, "/conv1/Conv_output_0": 0.03}, "10.3.0")
+    assert cache_for_version(cache, "10.3.0") == cache, "same version: the bundle's cache as is"
+    other = cache_for_version(cache, "8.6.2")
+    assert other != cache and other.read_text().startswith("TRT-8602-"), other.read_text()[:40]
+    assert read_calibration_cache(other) == read_calibration_cache(cache), "same scales under the new header"
