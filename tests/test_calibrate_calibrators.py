@@ -146,3 +146,17 @@ def test_entropy_ignores_relu_zero_spike() -> None:
     assert hist.zeros == int(np.sum(relu == 0)), "exact zeros must be counted"
     amax = amax_entropy(hist)
     assert amax > 0.5 * relu.max(), f"entropy threshold {amax:.3f} of ReLU(N(0,1)) collapsed (absmax {relu.max():.3f})"
+
+
+def test_entropy_ignores_isolated_spike() -> None:
+    rng = np.random.default_rng(7)
+    smooth = rng.normal(size=300_000).astype(np.float32)
+    spiky = np.concatenate([smooth, np.full(150_000, 0.42, np.float32)])  # a constant background value
+    plain, with_spike = amax_entropy(_hist(smooth)), amax_entropy(_hist(spiky))
+    assert abs(with_spike - plain) < 0.15 * plain, f"a repeated value moved the threshold from {plain:.3f} to {with_spike:.3f}"
+    concentrated = rng.normal(scale=0.01, size=200_000).astype(np.float32)
+    concentrated[0] = 1.0  # one far outlier: the bulk fills few bins but is smooth, not a spike
+    hist = _hist(concentrated)
+    from edgeres.calibrate.calibrators import spike_bins
+
+    assert spike_bins(hist.counts[: hist.used_bins()]).size == 0, "a smooth narrow bulk must not count as spikes"

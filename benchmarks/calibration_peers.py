@@ -1,0 +1,388 @@
+"""edgeres INT8 calibration against the tools users pick today, measured in one run.
+
+Workloads:
+  (a) the shipped reference model (CIFAR ResNet-20 on real MNIST digits): calibration
+      on ``reference:calib``, accuracy on ``reference:test``;
+  (b) ResNet-50 (ImageNet architecture) with RANDOMLY INITIALIZED weights whose
+      BatchNorm statistics are re-estimated on real photos (no pretrained weights can
+      be downloaded here). Its "real images" are random crops/flips of the sample
+      photos shipped inside scikit-image (``skimage/data``) and scikit-learn
+      (``load_sample_images``); calibration and evaluation crops are disjoint draws.
+      It has no labels: agreement with FP32 and logits SQNR only.
+
+Methods: edgeres (entropy, max, percentile 99.99, mse); onnxruntime ``quantize_static``
+(QDQ, per-channel, symmetric INT8 activations and weights; MinMax and Entropy with
+their defaults); NVIDIA ModelOpt ONNX PTQ (``modelopt.onnx.quantization.quantize``,
+int8, entropy and max, CPU EP) from a separate venv if it installs and runs; why not
+otherwise. Each method calibrates in a fresh subprocess on the same images (an
+``.npy`` file): wall time of the calibration call and that child's peak RSS
+(``os.wait4`` rusage). Latency: onnxruntime CPU, batch 1, every model alternated
+round by round with FP32, median of the rounds. edgeres latency is measured on its
+onnxruntime-placement variant (same scales; the TensorRT-placement ``model.qdq.onnx``
+leaves Conv outputs unquantized, so onnxruntime runs those convs in float).
+
+Usage:
+    python benchmarks/calibration_peers.py [--r50-calib 256] [--r50-eval 128] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve()
+MODELOPT_PYTHON = os.environ.get("EDGERES_MODELOPT_PYTHON", "/tmp/venv-mo/bin/python")
+
+
+# ---------------------------------------------------------------- children (one method each)
+
+class _Arrays:
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images
+        self.labels = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(self, batch_size: int):
+        for start in range(0, len(self.images), batch_size):
+            yield np.ascontiguousarray(self.images[start:start + batch_size], dtype=np.float32), None
+
+
+def child_edgeres(model_path: str, calib: str, out: str, method: str, batch_size: int) -> dict:
+    import onnx
+
+    from edgeres.calibrate.calibrators import compute_amax, scale_from_amax
+    from edgeres.calibrate.qdq import qdq_model
+    from edgeres.calibrate.stats import collect_statistics
+
+    images = np.load(calib, mmap_mode="r")
+    start = time.perf_counter()
+    model = onnx.load(model_path)
+    hists = collect_statistics(model, _Arrays(images), batch_size=batch_size)
+    scales = {n: scale_from_amax(compute_amax(h, method)) for n, h in hists.items()}
+    onnx.save(qdq_model(model, scales), out)
+    calib_s = time.perf_counter() - start
+    onnx.save(qdq_model(model, scales, placement="onnxruntime"), out.replace(".onnx", ".ort.onnx"))
+    return {"calib_s": calib_s}
+
+
+def child_ort(model_path: str, calib: str, out: str, method: str, batch_size: int) -> dict:
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    images = np.load(calib, mmap_mode="r")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(range(0, len(images), batch_size))
+
+        def get_next(self):
+            start = next(self.it, None)
+            return None if start is None else {"input": np.ascontiguousarray(images[start:start + batch_size], dtype=np.float32)}
+
+    start = time.perf_counter()
+    quantize_static(
+        model_path, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}[method],
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    return {"calib_s": time.perf_counter() - start}
+
+
+def child_modelopt(model_path: str, calib: str, out: str, method: str, batch_size: int) -> dict:
+    from modelopt.onnx.quantization import quantize
+
+    images = np.ascontiguousarray(np.load(calib), dtype=np.float32)
+    start = time.perf_counter()
+    quantize(model_path, quantize_mode="int8", calibration_data={"input": images}, calibration_method=method,
+             calibration_eps=["cpu"], output_path=out, log_level="ERROR")
+    return {"calib_s": time.perf_counter() - start}
+
+
+CHILDREN = {"edgeres": child_edgeres, "onnxruntime": child_ort, "modelopt": child_modelopt}
+
+
+def run_child(tool: str, method: str, model_path: Path, calib: Path, out: Path, batch_size: int, python: str = sys.executable) -> dict:
+    """Run one calibration in a fresh process; its wall time, peak RSS, and any failure."""
+    cmd = [python, str(HERE), "--child", tool, method, str(model_path), str(calib), str(out), str(batch_size)]
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
+        stdout = proc.stdout.read().decode()
+        _, status, rusage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        err = log.read().decode(errors="replace")
+    if proc.returncode != 0:
+        tail = [ln for ln in err.strip().splitlines() if ln.strip()][-3:]
+        return {"ok": False, "error": " | ".join(tail)[-400:] or f"exit {proc.returncode}"}
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return {"ok": True, "calib_s": result["calib_s"], "peak_rss_mb": rusage.ru_maxrss / 1024}
+
+
+# ---------------------------------------------------------------- workloads
+
+def photo_crops(count: int, side: int, seed: int) -> np.ndarray:
+    """``count`` random-resized crops (with flips) of the photos shipped in scikit-image/scikit-learn, uint8 NHWC."""
+    from PIL import Image
+
+    photos = []
+    try:
+        import skimage
+
+        folder = Path(skimage.__file__).parent / "data"
+        for name in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                     "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "brick.png", "grass.png", "gravel.png",
+                     "color.png", "camera.png", "coins.png", "moon.png", "horse.png", "page.png"):
+            if (folder / name).exists():
+                photos.append(Image.open(folder / name).convert("RGB"))
+    except ImportError:
+        pass
+    from sklearn.datasets import load_sample_images
+
+    photos += [Image.fromarray(img) for img in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    out = np.empty((count, side, side, 3), np.uint8)
+    for i in range(count):
+        img = photos[int(rng.integers(len(photos)))]
+        w, h = img.size
+        frac = rng.uniform(0.15, 1.0)
+        cw = ch = int(min(w, h) * np.sqrt(frac))
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        crop = img.crop((x0, y0, x0 + cw, y0 + ch)).resize((side, side), Image.BILINEAR)
+        arr = np.asarray(crop)
+        out[i] = arr[:, ::-1] if rng.random() < 0.5 else arr
+    return out, len(photos)
+
+
+def normalize(images: np.ndarray, mean, std) -> np.ndarray:
+    x = images.astype(np.float32) / 255.0
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def build_resnet50(workdir: Path, n_calib: int, n_eval: int, n_bn: int) -> dict:
+    import torch
+
+    from edgeres.export import export_onnx
+    from edgeres.fold import fold_batchnorm
+    from edgeres.models import create_model
+    from edgeres.recipe import IMAGENET_MEAN, IMAGENET_STD
+
+    crops, n_photos = photo_crops(n_bn + n_calib + n_eval, 224, seed=0)
+    x = normalize(crops, IMAGENET_MEAN, IMAGENET_STD)
+    bn, calib, evaluation = x[:n_bn], x[n_bn:n_bn + n_calib], x[n_bn + n_calib:]
+    torch.manual_seed(0)
+    model = create_model("resnet50")
+    for m in model.modules():  # re-estimate BN statistics on the real crops (cumulative average)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(bn), 16):
+            model(torch.from_numpy(bn[start:start + 16]))
+    model.eval()
+    folded = fold_batchnorm(model, torch.from_numpy(bn[:4]))
+    path = workdir / "resnet50.onnx"
+    export_onnx(folded, path, (1, 3, 224, 224), check_inputs=bn[:2])
+    np.save(workdir / "r50_calib.npy", calib)
+    return {"name": "resnet50 (random init, BN re-estimated on real photos)", "model": path,
+            "calib": workdir / "r50_calib.npy", "eval": evaluation, "labels": None,
+            "note": f"random weights; BN stats from {n_bn} crops; {n_photos} shipped photos (scikit-image + scikit-learn)"}
+
+
+def build_reference(workdir: Path, n_calib: int | None) -> dict:
+    import torch
+
+    from edgeres import reference
+    from edgeres.export import export_onnx
+    from edgeres.fold import fold_batchnorm
+
+    model = reference.reference_model().eval()
+    calib_ds = reference.reference_dataset("calib")
+    test_ds = reference.reference_dataset("test")
+    calib = calib_ds.array()
+    if n_calib:
+        calib = calib[:n_calib]
+    evaluation = test_ds.array()
+    folded = fold_batchnorm(model, torch.from_numpy(calib[:8]))
+    path = workdir / "reference.onnx"
+    export_onnx(folded, path, (1, *calib.shape[1:]), check_inputs=calib[:4])
+    np.save(workdir / "ref_calib.npy", calib)
+    return {"name": "reference (ResNet-20 on MNIST digits)", "model": path, "calib": workdir / "ref_calib.npy",
+            "eval": evaluation, "labels": test_ds.labels, "note": f"{len(calib)} calibration / {len(evaluation)} test images"}
+
+
+# ---------------------------------------------------------------- measurement
+
+def logits(model_path: Path, images: np.ndarray, batch: int = 32) -> np.ndarray:
+    from edgeres.evaluate import onnx_session
+
+    session = onnx_session(model_path)
+    return np.concatenate([session.run(None, {"input": images[i:i + batch]})[0] for i in range(0, len(images), batch)])
+
+
+def latencies_ms(models: dict[str, Path], sample: np.ndarray, rounds: int, iters: int) -> dict[str, float]:
+    """Median per-call latency (batch 1) of each model, all alternated round by round."""
+    from edgeres.evaluate import onnx_session
+
+    sessions = {k: onnx_session(p) for k, p in models.items()}
+    for s in sessions.values():
+        for _ in range(3):
+            s.run(None, {"input": sample})
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    order = list(sessions)
+    for r in range(rounds):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            start = time.perf_counter()
+            for _ in range(iters):
+                sessions[k].run(None, {"input": sample})
+            times[k].append((time.perf_counter() - start) * 1000 / iters)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+METHODS = [("edgeres", "entropy"), ("edgeres", "max"), ("edgeres", "percentile"), ("edgeres", "mse"),
+           ("onnxruntime", "minmax"), ("onnxruntime", "entropy"), ("modelopt", "entropy"), ("modelopt", "max")]
+
+
+def bench_workload(w: dict, workdir: Path, args: argparse.Namespace) -> dict:
+    from edgeres.evaluate import compare_logits
+
+    n_calib = len(np.load(w["calib"], mmap_mode="r"))
+    ref_logits = logits(w["model"], w["eval"])
+    rows = []
+    int8_models: dict[str, Path] = {"fp32": w["model"]}
+    modelopt_ok = Path(MODELOPT_PYTHON).exists()
+    for tool, method in METHODS:
+        label = f"{tool}:{method}"
+        out = workdir / f"{w['model'].stem}.{tool}.{method}.onnx"
+        if tool == "modelopt" and not modelopt_ok:
+            rows.append({"method": label, "ok": False, "error": f"no ModelOpt venv at {MODELOPT_PYTHON}"})
+            continue
+        python = MODELOPT_PYTHON if tool == "modelopt" else sys.executable
+        print(f"  {label} ...", file=sys.stderr, flush=True)
+        res = run_child(tool, method, w["model"], w["calib"], out, args.batch_size, python)
+        row = {"method": label, **res}
+        if res["ok"]:
+            row["calib_ms_per_image"] = 1000 * res["calib_s"] / n_calib
+            row.update(compare_logits(ref_logits, logits(out, w["eval"]), w["labels"]))
+            int8_models[label] = out.with_suffix(".ort.onnx") if tool == "edgeres" else out
+        rows.append(row)
+    sample = np.ascontiguousarray(w["eval"][:1])
+    lat = latencies_ms(int8_models, sample, args.rounds, args.iters)
+    for row in rows:
+        if row["method"] in lat:
+            row["latency_ms"] = lat[row["method"]]
+            row["latency_vs_fp32"] = lat[row["method"]] / lat["fp32"]
+    return {"workload": w["name"], "note": w["note"], "calibration_images": n_calib,
+            "eval_images": len(w["eval"]), "fp32_latency_ms": lat["fp32"], "rows": rows}
+
+
+def print_table(result: dict) -> None:
+    print(f"\n== {result['workload']} ({result['note']}); FP32 latency {result['fp32_latency_ms']:.2f} ms")
+    print(f"{'method':<22} {'calib s':>8} {'ms/img':>7} {'RSS MB':>7} {'acc %':>7} {'agree %':>8} {'SQNR dB':>8} {'cos':>9} {'lat ms':>7} {'xFP32':>6}")
+    for r in result["rows"]:
+        if not r["ok"]:
+            print(f"{r['method']:<22} FAILED: {r['error']}")
+            continue
+        acc = f"{100 * r['accuracy']:.2f}" if r.get("accuracy") is not None else "-"
+        print(f"{r['method']:<22} {r['calib_s']:>8.2f} {r['calib_ms_per_image']:>7.1f} {r['peak_rss_mb']:>7.0f} {acc:>7} "
+              f"{100 * r['top1_agreement']:>8.2f} {r['sqnr_db']:>8.2f} {r['cosine']:>9.6f} {r.get('latency_ms', float('nan')):>7.2f} "
+              f"{r.get('latency_vs_fp32', float('nan')):>6.2f}")
+    if result["rows"] and result["rows"][0].get("accuracy_ref") is not None:
+        print(f"FP32 accuracy {100 * result['rows'][0]['accuracy_ref']:.2f}%")
+
+
+def targets(result: dict) -> list[str]:
+    """The issue's targets, checked against this run's numbers (misses included)."""
+    rows = {r["method"]: r for r in result["rows"] if r["ok"]}
+    lines = []
+    ours = rows.get("edgeres:entropy")
+    ort_entropy = rows.get("onnxruntime:entropy")
+    if ours and ort_entropy:
+        speed = ort_entropy["calib_s"] / ours["calib_s"]
+        lines.append(f"calibration speed vs onnxruntime Entropy: {speed:.1f}x (target >= 4x): {'met' if speed >= 4 else 'MISSED'}")
+    best_ours = max((r["sqnr_db"] for k, r in rows.items() if k.startswith("edgeres")), default=None)
+    peers = {k: r["sqnr_db"] for k, r in rows.items() if not k.startswith("edgeres")}
+    if best_ours is not None and peers:
+        worst_gap = max(peers.values()) - (ours["sqnr_db"] if ours else best_ours)
+        lines.append(f"logits SQNR edgeres:entropy {ours['sqnr_db']:.2f} dB, best edgeres {best_ours:.2f} dB vs best peer "
+                     f"{max(peers.values()):.2f} dB ({max(peers, key=peers.get)}): "
+                     f"{'met' if best_ours >= max(peers.values()) else 'MISSED'} (entropy gap {worst_gap:+.2f} dB)")
+    if ours and ours.get("accuracy") is not None:
+        drop = 100 * (ours["accuracy_ref"] - ours["accuracy"])
+        lines.append(f"top-1 drop edgeres:entropy {drop:.2f} pts (target <= 0.2): {'met' if drop <= 0.2 else 'MISSED'}")
+    ort_lat = [r["latency_ms"] for k, r in rows.items() if k.startswith("onnxruntime") and "latency_ms" in r]
+    if ours and ort_lat and "latency_ms" in ours:
+        lines.append(f"INT8 latency edgeres {ours['latency_ms']:.2f} ms vs onnxruntime-quantized {min(ort_lat):.2f} ms: "
+                     f"{'met' if ours['latency_ms'] <= min(ort_lat) * 1.02 else 'MISSED'} (2% noise allowance)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--r50-calib", type=int, default=256, help="ResNet-50 calibration images")
+    parser.add_argument("--r50-eval", type=int, default=128, help="ResNet-50 evaluation images")
+    parser.add_argument("--r50-bn", type=int, default=128, help="images for re-estimating ResNet-50 BN statistics")
+    parser.add_argument("--ref-calib", type=int, default=None, help="reference calibration images (all if omitted)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--only", choices=("reference", "resnet50"), default=None)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.child:
+        tool, method, model, calib, out, batch = args.child
+        print(json.dumps(CHILDREN[tool](model, calib, out, method, int(batch))))
+        return
+    import onnxruntime
+
+    import edgeres
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="edgeres-calib-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    header = {"edgeres": edgeres.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+              "cpus": os.cpu_count(), "machine": platform.machine(),
+              "caveat": "CPU timings on a shared machine (other jobs running); compare ratios within this run"}
+    print(json.dumps(header), file=sys.stderr)
+    results = []
+    builders = []
+    if args.only in (None, "reference"):
+        builders.append(lambda: build_reference(workdir, args.ref_calib))
+    if args.only in (None, "resnet50"):
+        builders.append(lambda: build_resnet50(workdir, args.r50_calib, args.r50_eval, args.r50_bn))
+    for build in builders:
+        try:
+            w = build()
+        except Exception as exc:  # a workload that cannot be built is reported, not fatal
+            results.append({"workload": getattr(build, "__name__", "workload"), "error": f"{type(exc).__name__}: {exc}"})
+            print(f"workload failed: {exc}", file=sys.stderr)
+            continue
+        print(f"- {w['name']}", file=sys.stderr)
+        result = bench_workload(w, workdir, args)
+        result["targets"] = targets(result)
+        print_table(result)
+        for line in result["targets"]:
+            print("  " + line)
+        results.append(result)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"environment": header, "results": results}, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
