@@ -21,6 +21,10 @@ from edgeres.errors import EdgeresError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("edgeres.cli.info", "info", "Print parameters, MACs, weight sizes and layer counts of an architecture."),
     "export": ("edgeres.cli.export", "export", "Fold BatchNorm and export a model to ONNX, checked against PyTorch."),
+    "bench": ("edgeres.cli.bench", "bench", "Latency (and energy) against the FP32 reference on any backend, with output agreement."),
+    "targets": ("edgeres.cli.targets", "targets", "List the device target profiles (Jetson and desktop GPUs)."),
+    "build": ("edgeres.cli.build", "build", "Build a TensorRT engine for a target, or a deploy bundle where none can be built."),
+    "compile": ("edgeres.cli.compile", "compile_", "Verify a deploy bundle and compile its engine on this device."),
     "calibrate": ("edgeres.cli.calibrate", "calibrate", "INT8 calibration: Q/DQ ONNX, TensorRT calibration cache and accuracy report."),
 }
 

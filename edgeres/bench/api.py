@@ -1,0 +1,140 @@
+"""``bench_models``: from command-line-like arguments to a :class:`BenchResult`.
+
+Resolves the candidate's backend and its FP32 reference, loads the inputs
+(the same arrays for both sides), and runs :func:`edgeres.bench.runner.run_benchmark`.
+With no candidate it benchmarks the shipped reference model: its INT8 Q/DQ
+ONNX against its FP32 ONNX on onnxruntime CPU, both built into a temporary
+folder from the shipped weights and calibration split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from edgeres.bench.backends import BackendOptions, create_backend
+from edgeres.bench.inputs import InputSource
+from edgeres.bench.resolve import SideSpec, default_reference, side_spec
+from edgeres.bench.runner import BenchResult, run_benchmark
+from edgeres.bench.timing import TimingConfig
+from edgeres.errors import BenchError
+
+#: Samples loaded from --data (rotating buffers draw batches from this pool).
+DATA_POOL_SAMPLES = 512
+
+
+#: Calibration of the no-argument default: percentile (99.99%) activation ranges, and the Q/DQ
+#: placement onnxruntime's CPU provider turns into INT8 kernels (QLinearConv/QLinearAdd).
+DEFAULT_CALIBRATION = {"method": "percentile", "placement": "onnxruntime"}
+
+
+def onnxruntime_qdq_onnx(fp32: Path, dataset: Any, folder: Path, method: str = DEFAULT_CALIBRATION["method"]) -> Path:
+    """Calibrate ``fp32`` on ``dataset`` and write ``folder/model.qdq.onnx`` with onnxruntime's Q/DQ placement.
+
+    The calibration's own outputs (TensorRT-placement Q/DQ, cache, report) go to ``folder/calib``.
+    """
+    import onnx
+
+    from edgeres._io import write_bytes_atomic
+    from edgeres.calibrate import calibrate, qdq_model
+
+    result = calibrate(fp32, dataset, folder / "calib", method=method, progress=False)
+    qdq = qdq_model(onnx.load(str(fp32)), result.scales, exclude=result.excluded_layers, placement="onnxruntime")
+    return write_bytes_atomic(folder / "model.qdq.onnx", qdq.SerializeToString())
+
+
+@contextlib.contextmanager
+def reference_pair(log: Callable[[str], None]) -> Iterator[tuple[Path, Path]]:
+    """(INT8 Q/DQ ONNX, FP32 ONNX) of the shipped reference model, built in a temporary folder.
+
+    FP32: the shipped weights, BatchNorm folded, exported and checked against
+    PyTorch. INT8: calibrated on the shipped calibration split with
+    :data:`DEFAULT_CALIBRATION`; the Q/DQ placement is onnxruntime's, since
+    the default comparison runs on onnxruntime CPU.
+    """
+    import torch
+
+    from edgeres import reference
+    from edgeres.export import export_onnx
+    from edgeres.fold import fold_batchnorm
+
+    with tempfile.TemporaryDirectory(prefix="edgeres-bench-") as tmp:
+        folder = Path(tmp)
+        recipe = reference.reference_recipe()
+        log(f"- build the reference model's FP32 ONNX and INT8 Q/DQ ONNX ({DEFAULT_CALIBRATION['method']} calibration "
+            f"on the shipped calibration split, {DEFAULT_CALIBRATION['placement']} Q/DQ placement)")
+        model = reference.reference_model()
+        calib = reference.reference_dataset("calib")
+        example = torch.from_numpy(next(calib.batches(8))[0])
+        fp32 = folder / "model.onnx"
+        export_onnx(fold_batchnorm(model, example), fp32, (1, *recipe.input_shape), check_inputs=example.numpy())
+        yield onnxruntime_qdq_onnx(fp32, calib, folder), fp32
+
+
+def load_input_pool(data: str | None, sample_shape: tuple[int, int, int] | None, recipe: Any = None) -> InputSource:
+    """An :class:`InputSource` from ``--data`` (real samples) or synthetic inputs when None."""
+    if data is None:
+        return InputSource()
+    from edgeres.data import load_dataset
+
+    if recipe is None and not data.startswith("reference:"):
+        if sample_shape is None:
+            raise BenchError(f"cannot preprocess {data} without knowing the model's input shape")
+        from edgeres.recipe import IMAGENET, recipe_for_channels
+
+        c, h, w = sample_shape
+        recipe = recipe_for_channels(IMAGENET, c).replace(input_size=(h, w), resize=None)
+    dataset = load_dataset(data, recipe)
+    count = min(len(dataset), DATA_POOL_SAMPLES)
+    pool = np.concatenate([images for images, _ in dataset.batches(256)], axis=0)[:count]
+    labels = None if dataset.labels is None else np.asarray(dataset.labels)[:count]
+    return InputSource(pool=pool, labels=labels, description=f"{count} samples of {data}")
+
+
+def bench_models(
+    candidate: str | None,
+    *,
+    reference: str | None = None,
+    no_reference: bool = False,
+    backend: str | None = None,
+    reference_backend: str | None = None,
+    options: BackendOptions = BackendOptions(),
+    batch_sizes: Sequence[int] = (1,),
+    config: TimingConfig = TimingConfig(),
+    num_buffers: int = 4,
+    agreement_samples: int = 64,
+    data: str | None = None,
+    sysfs_root: str = "/",
+    log: Callable[[str], None] = lambda _m: None,
+) -> BenchResult:
+    """Benchmark ``candidate`` against its FP32 reference (see the CLI's ``edgeres bench --help``)."""
+    if candidate is None:
+        if reference is not None or backend is not None:
+            raise BenchError("--reference and --backend need a CANDIDATE; with none, the shipped reference model is benchmarked")
+        with reference_pair(log) as (qdq, fp32):
+            return bench_models(
+                str(qdq), reference=None if no_reference else str(fp32), no_reference=no_reference,
+                options=dataclasses.replace(options, provider="cpu"), batch_sizes=batch_sizes, config=config,
+                num_buffers=num_buffers, agreement_samples=agreement_samples, data=data or "reference:test",
+                sysfs_root=sysfs_root, log=log,
+            )
+    cand_spec = side_spec(candidate, backend, options)
+    ref_spec: SideSpec | None = None
+    if reference is not None:
+        ref_opts = dataclasses.replace(options, precision="fp32", channels_last=False, compile=False)
+        ref_spec = side_spec(reference, reference_backend, ref_opts)
+    elif not no_reference:
+        ref_spec = default_reference(cand_spec)
+        if ref_spec is None:
+            log(f"- {candidate} is an FP32 model: measuring its latency only (pass --reference to compare)")
+    cand = create_backend(cand_spec.model, cand_spec.backend, cand_spec.options)
+    ref = create_backend(ref_spec.model, ref_spec.backend, ref_spec.options) if ref_spec else None
+    shape = cand.input_shape() or (ref.input_shape() if ref else None)
+    inputs = load_input_pool(data, shape)
+    return run_benchmark(cand, ref, batch_sizes=batch_sizes, config=config, inputs=inputs, num_buffers=num_buffers,
+                         agreement_samples=agreement_samples, sysfs_root=sysfs_root, log=log)

@@ -1,0 +1,585 @@
+"""The TensorRT backend of :class:`Engine` (TensorRT 8.5 .. 11, name-based I/O API).
+
+Opening a plan, one step per function (Polygraphy style):
+``plan_bytes_from_path`` -> ``check_plan_hash`` (sidecar sha256) ->
+``check_plan_compatible`` (TensorRT version, compute capability: refused
+before TensorRT sees the bytes) -> ``runtime_from_logger`` ->
+``engine_from_plan`` -> ``io_from_engine``.
+
+Threading model: the deserialized engine is shared; every thread that calls
+``infer`` gets its own execution context, CUDA stream, event, pinned host
+buffers and device buffers (a "slot"), created on its first call and sized
+for the profile's max batch, so threads never wait on each other. A slot whose
+thread has ended is handed to the next new thread instead of allocating
+again, so threads that come and go do not grow memory. ``close()`` waits for
+each slot's work, then frees everything.
+
+GPU inputs (``__cuda_array_interface__`` / CUDA DLPack: torch, CuPy) are bound
+with ``set_tensor_address`` and never copied; they must be C-contiguous (a
+strided one is refused). Host inputs are copied into pinned memory (strided
+host arrays are packed by that same copy). Outputs are returned as fresh
+numpy arrays.
+
+``cuda_graph=True`` captures ``execute_async_v3`` once per input shape into a
+CUDA graph and replays it, for host inputs (graphs bake in addresses, so GPU
+inputs always run without a graph). Needs cuda-python.
+
+NOT VERIFIED ON A GPU: written against NVIDIA's samples (``common_runtime.py``)
+and the TensorRT Python API documentation; the test suite checks the API it
+calls against the real bindings over stand-in libraries where those are
+available, and the engine logic itself against an in-memory stand-in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from edgeres.recipe import Recipe
+from edgeres.runtime._base import Engine, TensorInfo, read_manifest, recipe_from
+from edgeres.runtime._arrays import DeviceArray
+from edgeres.runtime._errors import (
+    EngineClosedError,
+    EngineError,
+    EngineInputError,
+    PlanIntegrityError,
+    PlanMismatchError,
+    SidecarMissingWarning,
+    TensorRTUnavailableError,
+)
+from edgeres.runtime.cuda import CudaApi, HostBuffer, DeviceBuffer, cuda_api
+from edgeres.sidecar import PlanSidecar, read_sidecar, sidecar_path
+
+MIN_TENSORRT = (8, 5)
+REBUILD_HINT = (
+    "rebuild the plan on this machine from its bundle (edgeres compile BUNDLE_DIR), "
+    "or run the bundle's model.onnx with onnxruntime"
+)
+
+
+def rebuild_hint(path: Path) -> str:
+    """How to get a plan that runs here: ``edgeres compile`` on the plan's bundle folder when there is one."""
+    folder = path.parent
+    if (folder / "manifest.json").is_file():
+        return (f"rebuild the plan on this machine: edgeres compile {folder} "
+                f"(or run {folder / 'model.onnx'} with onnxruntime)")
+    return REBUILD_HINT
+
+# TensorRT DataType name -> numpy dtype name (declarative; BF16/FP8/INT4 have no numpy type)
+TRT_DTYPES: dict[str, str] = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "INT8": "int8",
+    "INT32": "int32",
+    "INT64": "int64",
+    "UINT8": "uint8",
+    "BOOL": "bool",
+}
+
+# The TensorRT API this module calls; the conformance tests check each exists in every supported version.
+TRT_API_USED: dict[str, tuple[str, ...]] = {
+    "tensorrt": ("Runtime", "ILogger", "TensorIOMode", "DataType", "__version__"),
+    "ILogger": ("Severity", "log"),
+    "Runtime": ("deserialize_cuda_engine",),
+    "ICudaEngine": (
+        "num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype", "get_tensor_shape",
+        "get_tensor_profile_shape", "create_execution_context",
+    ),
+    "IExecutionContext": ("set_input_shape", "get_tensor_shape", "set_tensor_address", "execute_async_v3"),
+}
+
+
+# --- pure checks (no TensorRT needed) ---------------------------------------------------------
+
+
+def version_key(version: str, parts: int = 3) -> tuple[int, ...]:
+    """``"10.3.0.26"`` -> ``(10, 3, 0)``; non-numeric tails are cut (``"8.6.1b"`` -> ``(8, 6, 1)``)."""
+    key = []
+    for piece in str(version).split(".")[:parts]:
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        key.append(int(digits) if digits else 0)
+    return tuple(key)
+
+
+def plan_mismatches(sidecar: PlanSidecar, tensorrt_version: str, compute_capability: tuple[int, int]) -> list[str]:
+    """What differs between the machine that built a plan and this one (empty: compatible).
+
+    TensorRT versions are compared up to the patch level (``10.3.0`` == ``10.3.0.26``);
+    plans are not portable across them unless built version-compatible, which edgeres does not do.
+    """
+    problems = []
+    if version_key(sidecar.tensorrt_version) != version_key(tensorrt_version):
+        problems.append(f"TensorRT {sidecar.tensorrt_version} (this machine: TensorRT {tensorrt_version})")
+    if tuple(sidecar.compute_capability) != tuple(compute_capability):
+        built = ".".join(map(str, sidecar.compute_capability))
+        here = ".".join(map(str, compute_capability))
+        problems.append(f"compute capability {built} (this machine: {here})")
+    return problems
+
+
+def check_plan_compatible(
+    path: Path, sidecar: PlanSidecar, tensorrt_version: str, compute_capability: tuple[int, int]
+) -> None:
+    """Raise :class:`PlanMismatchError` naming both sides and the rebuild command if the plan cannot run here."""
+    problems = plan_mismatches(sidecar, tensorrt_version, compute_capability)
+    if problems:
+        device = f" on {sidecar.device_name}" if sidecar.device_name else ""
+        raise PlanMismatchError(
+            f"{path} was built{device} for {' and '.join(problems)}; a TensorRT plan runs only with the "
+            f"TensorRT version and GPU compute capability that built it. To fix: {rebuild_hint(path)}"
+        )
+
+
+def plan_bytes_from_path(path: Path) -> bytes:
+    """The plan's bytes; a missing or empty file is a clear error."""
+    if not path.is_file():
+        raise EngineError(f"TensorRT plan {path} does not exist; expected a file built by edgeres compile")
+    data = path.read_bytes()
+    if not data:
+        raise PlanIntegrityError(
+            f"TensorRT plan {path} is empty (0 bytes); expected a serialized engine. To fix: {rebuild_hint(path)}"
+        )
+    return data
+
+
+def check_plan_hash(path: Path, plan: bytes, sidecar: PlanSidecar) -> None:
+    """Raise :class:`PlanIntegrityError` if the plan is not the one its sidecar describes."""
+    digest = hashlib.sha256(plan).hexdigest()
+    if sidecar.plan_sha256 and digest != sidecar.plan_sha256:
+        raise PlanIntegrityError(
+            f"{path} does not match its sidecar {sidecar_path(path).name}: expected sha256 "
+            f"{sidecar.plan_sha256[:16]}..., received {digest[:16]}... (the plan was replaced or corrupted "
+            f"after it was built). To fix: {rebuild_hint(path)}"
+        )
+
+
+def sidecar_or_warning(path: Path) -> PlanSidecar | None:
+    """The plan's sidecar, or None after a :class:`SidecarMissingWarning`."""
+    sidecar = read_sidecar(path)
+    if sidecar is None:
+        warnings.warn(
+            SidecarMissingWarning(
+                f"{path} has no sidecar {sidecar_path(path).name}: its TensorRT version, GPU and sha256 cannot be "
+                "checked, so a mismatched plan will fail inside TensorRT instead of with a clear message. "
+                "Keep the .plan.json that edgeres compile writes beside the plan."
+            ),
+            stacklevel=3,
+        )
+    return sidecar
+
+
+# --- TensorRT steps ---------------------------------------------------------------------------
+
+
+def import_tensorrt() -> ModuleType:
+    """``tensorrt`` (>= 8.5), or :class:`TensorRTUnavailableError` saying how to get it."""
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as exc:
+        raise TensorRTUnavailableError(
+            f"TensorRT is not importable here ({exc}); expected the tensorrt package (JetPack on Jetson, "
+            "pip install --extra-index-url https://pypi.nvidia.com tensorrt on desktops), "
+            "or run the bundle's .onnx model on onnxruntime"
+        ) from exc
+    if version_key(trt.__version__, 2) < MIN_TENSORRT:
+        raise TensorRTUnavailableError(
+            f"expected TensorRT >= {MIN_TENSORRT[0]}.{MIN_TENSORRT[1]} (name-based tensor API), received {trt.__version__}"
+        )
+    return trt
+
+
+def logger_for(trt: ModuleType) -> Any:
+    """A ``trt.ILogger`` that keeps warnings and errors so failures can quote them."""
+
+    class CollectingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.messages: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
+                self.messages.append(f"{str(severity).rsplit('.', 1)[-1]}: {msg}")
+
+    return CollectingLogger()
+
+
+def runtime_from_logger(trt: ModuleType, logger: Any) -> Any:
+    """``trt.Runtime(logger)``; a library that returns none (no GPU/driver) becomes a clear error."""
+    try:
+        runtime = trt.Runtime(logger)
+    except TypeError as exc:  # pybind11: "factory function returned nullptr"
+        raise TensorRTUnavailableError(
+            f"TensorRT {trt.__version__} could not create a runtime ({exc}): expected a usable NVIDIA GPU and "
+            "driver, received none (or the test suite's stand-in libraries)"
+        ) from exc
+    if runtime is None:
+        raise TensorRTUnavailableError(f"TensorRT {trt.__version__} returned no runtime; no usable GPU here")
+    return runtime
+
+
+def engine_from_plan(runtime: Any, plan: bytes, path: Path, logger: Any) -> Any:
+    """``runtime.deserialize_cuda_engine(plan)``; None (corrupt or foreign plan) becomes PlanIntegrityError."""
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        said = "; ".join(getattr(logger, "messages", [])[-3:]) or "no message"
+        raise PlanIntegrityError(
+            f"TensorRT could not deserialize {path}: expected a plan built by this TensorRT for this GPU, "
+            f"received a corrupt or foreign file (TensorRT said: {said}). To fix: {rebuild_hint(path)}"
+        )
+    return engine
+
+
+def numpy_dtype(trt_dtype: Any) -> np.dtype:
+    name = str(trt_dtype).rsplit(".", 1)[-1]
+    if name not in TRT_DTYPES:
+        raise EngineError(f"tensor type {name} has no numpy equivalent; expected one of {sorted(TRT_DTYPES)}")
+    return np.dtype(TRT_DTYPES[name])
+
+
+def io_from_engine(trt: ModuleType, engine: Any) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """(inputs, outputs) of an engine, by name (TensorRT >= 8.5 API)."""
+    inputs, outputs = [], []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        info = TensorInfo(name, tuple(int(d) for d in engine.get_tensor_shape(name)),
+                          numpy_dtype(engine.get_tensor_dtype(name)))
+        (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(info)
+    return tuple(inputs), tuple(outputs)
+
+
+def profile_batches(engine: Any, first_input: TensorInfo) -> tuple[int, int, int]:
+    """(min, opt, max) batch of optimization profile 0 (the fixed batch for static engines)."""
+    if first_input.shape and first_input.shape[0] >= 0:
+        return (first_input.shape[0],) * 3
+    lo, opt, hi = engine.get_tensor_profile_shape(first_input.name, 0)
+    return int(lo[0]), int(opt[0]), int(hi[0])
+
+
+# --- per-thread execution state ---------------------------------------------------------------
+
+
+class _Slot:
+    """One thread's execution context, stream, event and buffers (see module docstring)."""
+
+    def __init__(self, owner: threading.Thread) -> None:
+        self.owner = owner
+        self.lock = threading.RLock()
+        self.context: Any = None
+        self.stream: Any = None
+        self.done_event: Any = None
+        self.wait_event: Any = None
+        self.host: dict[str, HostBuffer] = {}
+        self.device: dict[str, DeviceBuffer] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.addresses: dict[str, int] = {}
+        self.graphs: dict[tuple[tuple[int, ...], ...], Any] = {}
+        self.graphs_failed = False
+        self.pending: "TrtPending | None" = None
+        self.freed = False
+
+
+class TrtPending:
+    """The handle :meth:`TrtEngine.infer_async` returns: ``done()`` and ``result()``.
+
+    The outputs stay in the slot's pinned buffers until collected; a later call
+    on the same thread collects them first, so no result is ever overwritten.
+    """
+
+    def __init__(self, engine: "TrtEngine", slot: _Slot, views: dict[str, np.ndarray], keep: list[Any],
+                 as_array: bool) -> None:
+        self._engine = engine
+        self._slot = slot
+        self._views = views
+        self._keep = keep  # GPU inputs that must outlive the work
+        self._as_array = as_array
+        self._values: dict[str, np.ndarray] | None = None
+
+    def done(self) -> bool:
+        if self._values is not None:
+            return True
+        with self._slot.lock:
+            return self._values is not None or self._engine._cuda.event_query(self._slot.done_event)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The outputs (as :meth:`Engine.infer` returns them); blocks until the GPU is done. ``timeout`` is ignored."""
+        with self._slot.lock:
+            self._collect()
+        return self._engine._pack(dict(self._values or {}), self._as_array)
+
+    def _collect(self) -> None:
+        """Wait for the event and copy outputs out of the slot (slot lock held)."""
+        if self._values is not None:
+            return
+        if self._slot.freed:
+            raise EngineClosedError("engine closed before this infer_async result was collected")
+        self._engine._cuda.event_synchronize(self._slot.done_event)
+        self._values = {name: view.copy() for name, view in self._views.items()}
+        self._views, self._keep = {}, []
+        if self._slot.pending is self:
+            self._slot.pending = None
+
+
+class TrtEngine(Engine):
+    """:class:`Engine` over a TensorRT plan (see the module docstring for threading and inputs).
+
+    Args:
+        path: ``.plan``/``.engine`` file; ``<path>.json`` is its sidecar.
+        device: CUDA device ordinal.
+        binding: ``"cuda-python"`` or ``"pycuda"``; default: the first that works.
+        cuda_graph: replay a captured CUDA graph for host inputs of a repeated shape.
+        recipe: preprocessing recipe; default the sidecar's, else the bundle manifest's.
+
+    Raises:
+        PlanMismatchError: built for another TensorRT version or compute capability.
+        PlanIntegrityError: empty, corrupt, or not the plan its sidecar describes.
+        TensorRTUnavailableError: no TensorRT, CUDA binding or GPU here.
+    """
+
+    backend = "tensorrt"
+    _accepts_device_arrays = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: int = 0,
+        binding: str | None = None,
+        cuda_graph: bool = False,
+        recipe: Recipe | dict[str, Any] | None = None,
+        _trt: ModuleType | None = None,
+        _cuda: CudaApi | None = None,
+    ) -> None:
+        self.path = Path(path)
+        plan = plan_bytes_from_path(self.path)
+        self.sidecar = sidecar_or_warning(self.path)
+        if self.sidecar is not None:
+            check_plan_hash(self.path, plan, self.sidecar)
+        trt = _trt if _trt is not None else import_tensorrt()
+        self._cuda = _cuda if _cuda is not None else cuda_api(device, binding)
+        if self.sidecar is not None:
+            check_plan_compatible(self.path, self.sidecar, trt.__version__, self._cuda.compute_capability())
+        self._trt = trt
+        self._logger = logger_for(trt)
+        self._runtime = runtime_from_logger(trt, self._logger)
+        self._engine = engine_from_plan(self._runtime, plan, self.path, self._logger)
+        self.inputs, self.outputs = io_from_engine(trt, self._engine)
+        if not self.inputs:
+            raise EngineError(f"{self.path} has no inputs; expected at least one")
+        self.min_batch, self.opt_batch, self.max_batch = profile_batches(self._engine, self.inputs[0])
+        manifest_recipe = read_manifest(self.path).get("recipe")
+        sidecar_recipe = self.sidecar.recipe if self.sidecar is not None else None
+        self.recipe = recipe_from(recipe if recipe is not None else sidecar_recipe or manifest_recipe)
+        self.cuda_graph = bool(cuda_graph)
+        self._slots: list[_Slot] = []
+        self._slots_lock = threading.Lock()
+        self._local = threading.local()
+        self._closed = False
+
+    def __del__(self) -> None:
+        # A forgotten close() must not leak device memory for the life of a robot process.
+        if not getattr(self, "_closed", True):
+            try:
+                self.close()
+            except Exception:  # interpreter shutdown or a dead context: nothing left to report to
+                pass
+
+    # ---- slots ---------------------------------------------------------------------------------
+    def _slot(self) -> _Slot:
+        slot = getattr(self._local, "slot", None)
+        if slot is not None and not slot.freed:
+            return slot
+        me = threading.current_thread()
+        with self._slots_lock:
+            self._check_open()
+            for candidate in self._slots:  # adopt the slot of a thread that has ended
+                if not candidate.owner.is_alive() and candidate.lock.acquire(blocking=False):
+                    try:
+                        if candidate.pending is not None:
+                            candidate.pending._collect()
+                        candidate.owner = me
+                    finally:
+                        candidate.lock.release()
+                    self._local.slot = candidate
+                    return candidate
+            slot = self._new_slot(me)
+            self._slots.append(slot)
+        self._local.slot = slot
+        return slot
+
+    def _new_slot(self, owner: threading.Thread) -> _Slot:
+        cuda = self._cuda
+        cuda.activate()
+        slot = _Slot(owner)
+        try:
+            slot.context = self._engine.create_execution_context()
+            if slot.context is None:
+                raise EngineError(f"TensorRT could not create an execution context for {self.path} (out of GPU memory?)")
+            slot.stream = cuda.stream_create()
+            slot.done_event = cuda.event_create()
+            slot.wait_event = cuda.event_create()
+            for info in self.inputs:  # max-batch shapes size every buffer once
+                shape = self._concrete_shape(info, self.max_batch)
+                if not slot.context.set_input_shape(info.name, shape):
+                    raise EngineError(f"TensorRT refused input {info.name!r} shape {shape} of its own profile")
+                slot.shapes[info.name] = shape
+            for info in (*self.inputs, *self.outputs):
+                shape = tuple(int(d) for d in slot.context.get_tensor_shape(info.name))
+                if any(d < 0 for d in shape):
+                    raise EngineError(f"output {info.name!r} has a data-dependent shape {shape}; not supported")
+                nbytes = int(np.prod(shape, dtype=np.int64)) * info.dtype.itemsize
+                slot.device[info.name] = cuda.malloc(nbytes)
+                slot.host[info.name] = cuda.malloc_host(nbytes)
+                self._bind(slot, info.name, slot.device[info.name].ptr)
+        except BaseException:
+            self._free_slot(slot)
+            raise
+        return slot
+
+    def _bind(self, slot: _Slot, name: str, ptr: int) -> None:
+        if slot.addresses.get(name) != ptr:
+            if not slot.context.set_tensor_address(name, ptr):
+                raise EngineError(f"TensorRT refused the address of tensor {name!r}")
+            slot.addresses[name] = ptr
+
+    def _free_slot(self, slot: _Slot) -> None:
+        """Free one slot's resources; keeps going past failures so nothing else leaks, then re-raises the first."""
+        cuda = self._cuda
+        errors: list[BaseException] = []
+
+        def attempt(fn: Any, *args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception as exc:  # collected, re-raised below
+                errors.append(exc)
+
+        if slot.stream is not None:
+            attempt(cuda.stream_synchronize, slot.stream)
+        for graph in slot.graphs.values():
+            attempt(cuda.graph_destroy, graph)
+        slot.graphs.clear()
+        slot.context = None  # before the memory it points into
+        for buf in slot.device.values():
+            attempt(cuda.free, buf)
+        for hbuf in slot.host.values():
+            attempt(cuda.free_host, hbuf)
+        slot.device.clear()
+        slot.host.clear()
+        for event in (slot.done_event, slot.wait_event):
+            if event is not None:
+                attempt(cuda.event_destroy, event)
+        if slot.stream is not None:
+            attempt(cuda.stream_destroy, slot.stream)
+        slot.stream = slot.done_event = slot.wait_event = None
+        slot.freed = True
+        if errors:
+            raise errors[0]
+
+    # ---- running -------------------------------------------------------------------------------
+    def _consumer_stream(self, stream: Any) -> int | None:
+        if stream is not None:
+            from edgeres.runtime.cuda import stream_handle_of
+
+            return stream_handle_of(stream)
+        return self._cuda.stream_ptr(self._slot().stream)
+
+    def _run(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        pending = self._enqueue(feeds, None, as_array=False)
+        return pending.result()
+
+    def _submit(self, feeds: dict[str, Any], as_array: bool, stream: Any) -> TrtPending:
+        return self._enqueue(feeds, stream, as_array)
+
+    def _enqueue(self, feeds: dict[str, Any], stream: Any, as_array: bool) -> TrtPending:
+        cuda = self._cuda
+        slot = self._slot()
+        with slot.lock:
+            if self._closed or slot.freed:
+                raise EngineClosedError(f"engine {self.path} is closed; received a call after close()")
+            cuda.activate()
+            if slot.pending is not None:
+                slot.pending._collect()
+            work = slot.stream if stream is None else cuda.stream_from(stream)
+            for info in self.inputs:
+                shape = tuple(feeds[info.name].shape)
+                if slot.shapes.get(info.name) != shape:
+                    if not slot.context.set_input_shape(info.name, shape):
+                        raise EngineInputError(f"TensorRT refused input {info.name!r} of shape {shape}; "
+                                               f"expected {info.describe()} with {self._batch_text()}")
+                    slot.shapes[info.name] = shape
+            keep: list[Any] = []
+            all_host = True
+            for info in self.inputs:
+                value = feeds[info.name]
+                if isinstance(value, DeviceArray):
+                    all_host = False
+                    if value.stream not in (None, 0):  # CAI v3: order after the producer's stream
+                        cuda.order_after(value.stream, work, slot.wait_event)
+                    keep.append(value.owner)
+                    self._bind(slot, info.name, value.ptr)
+                else:
+                    host = slot.host[info.name].view(info.dtype, value.shape)
+                    np.copyto(host, value)
+                    cuda.memcpy_htod_async(slot.device[info.name].ptr, host, work)
+                    self._bind(slot, info.name, slot.device[info.name].ptr)
+            self._execute(slot, work, use_graph=self.cuda_graph and all_host)
+            views = {}
+            for info in self.outputs:
+                shape = tuple(int(d) for d in slot.context.get_tensor_shape(info.name))
+                views[info.name] = slot.host[info.name].view(info.dtype, shape)
+                cuda.memcpy_dtoh_async(views[info.name], slot.device[info.name].ptr, work)
+            cuda.event_record(slot.done_event, work)
+            pending = TrtPending(self, slot, views, keep, as_array)
+            slot.pending = pending
+            return pending
+
+    def _execute(self, slot: _Slot, stream: Any, use_graph: bool) -> None:
+        if use_graph and not slot.graphs_failed:
+            key = tuple(slot.shapes[t.name] for t in self.inputs)
+            graph = slot.graphs.get(key)
+            if graph is not None:
+                self._cuda.graph_launch(graph, stream)
+                return
+            self._enqueue_v3(slot, stream)  # this call's work; also flushes shape changes before capture
+            try:
+                slot.graphs[key] = self._cuda.graph_capture(slot.stream, lambda: self._enqueue_v3(slot, slot.stream))
+            except EngineError as exc:
+                slot.graphs_failed = True
+                warnings.warn(f"CUDA graph capture failed ({exc}); running {self.path} without graphs", stacklevel=4)
+            return
+        self._enqueue_v3(slot, stream)
+
+    def _enqueue_v3(self, slot: _Slot, stream: Any) -> None:
+        if not slot.context.execute_async_v3(self._cuda.stream_ptr(stream)):
+            said = "; ".join(self._logger.messages[-3:]) or "no message"
+            raise EngineError(f"TensorRT execute_async_v3 failed on {self.path} (TensorRT said: {said})")
+
+    def _release(self) -> None:
+        with self._slots_lock:
+            slots, self._slots = self._slots, []
+        errors = []
+        for slot in slots:
+            with slot.lock:
+                try:
+                    if slot.pending is not None:
+                        slot.pending._collect()  # results handed out stay valid after close
+                except Exception as exc:
+                    errors.append(exc)
+                try:
+                    self._free_slot(slot)
+                except Exception as exc:
+                    errors.append(exc)
+        self._engine = None
+        self._runtime = None
+        if errors:
+            raise errors[0]

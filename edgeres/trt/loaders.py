@@ -1,0 +1,711 @@
+"""Thin TensorRT adapter: one step per function, Polygraphy style.
+
+Each function produces one thing from another (``network_from_onnx``,
+``config_from_settings``, ``engine_bytes_from_network``) and owns nothing it
+did not create. ``tensorrt`` is imported on first use only
+(:func:`require_tensorrt`), so ``import edgeres.trt`` works anywhere.
+
+Supported: TensorRT 8.5 .. 11. What differs between versions is looked up in
+:func:`edgeres.trt.caps.capabilities`, not by version number.
+
+Verified in CI only against the real Python bindings of 8.6.1, 10.3.0 and
+11.4 over stand-in libraries (tests/trt_stubs): every class, enum and
+signature used here exists, and every path up to ``trt.Builder(logger)`` runs.
+A real engine build needs a GPU and is not exercised by the test suite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
+
+from edgeres.errors import BuildError, CalibrationError, OutputPathError, TensorRTUnavailableError
+from edgeres.trt.caps import Capabilities, capabilities
+from edgeres.trt.settings import EngineSettings, check_settings
+
+if TYPE_CHECKING:
+    from edgeres.runtime.cuda import CudaApi, DeviceBuffer
+
+MIN_VERSION = (8, 5)
+MAX_PARSER_ERRORS = 5  # listed in the one-line message; the rest are counted
+
+INSTALL_HINT = (
+    "on Jetson, TensorRT comes with JetPack (sudo apt install python3-libnvinfer, or reflash JetPack); "
+    "on desktop GPUs: pip install --extra-index-url https://pypi.nvidia.com tensorrt cuda-python"
+)
+
+# precision -> builder flags where precision is chosen by flags (TensorRT 8.x, 10.x).
+# int8 adds FP16 so that the layers left unquantized run in FP16, the same result
+# as TensorRT 11's Q/DQ model with FP16 elsewhere.
+PRECISION_FLAGS: dict[str, tuple[str, ...]] = {
+    "fp32": (),
+    "fp16": ("FP16",),
+    "int8": ("INT8", "FP16"),
+    "best": ("FP16", "INT8"),
+}
+
+# precision -> what the ONNX must contain where networks are always strongly typed (TensorRT 11).
+TYPED_ONNX_NEEDS: dict[str, tuple[str, ...]] = {
+    "fp32": (),
+    "fp16": ("float16",),
+    "int8": ("qdq", "float16"),
+    "best": (),
+}
+
+_NUMPY_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
+                 "BOOL": "bool", "UINT8": "uint8", "BF16": "bfloat16", "FP8": "float8", "INT4": "int4"}
+
+
+# --- TensorRT itself -------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _import_tensorrt() -> ModuleType:
+    import tensorrt
+
+    return tensorrt
+
+
+def require_tensorrt() -> ModuleType:
+    """The ``tensorrt`` module, or :class:`TensorRTUnavailableError` with install hints."""
+    try:
+        trt = _import_tensorrt()
+    except (ImportError, OSError) as exc:
+        raise TensorRTUnavailableError(f"TensorRT is not importable in this Python ({exc}); {INSTALL_HINT}") from exc
+    version = str(getattr(trt, "__version__", "0"))
+    try:
+        major_minor = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        major_minor = (0, 0)
+    if major_minor < MIN_VERSION:
+        raise TensorRTUnavailableError(
+            f"edgeres needs TensorRT >= {MIN_VERSION[0]}.{MIN_VERSION[1]}, found {version}; {INSTALL_HINT}"
+        )
+    return trt
+
+
+def tensorrt_version() -> str:
+    """The imported TensorRT's version string, e.g. ``10.3.0``."""
+    return str(require_tensorrt().__version__)
+
+
+def local_compute_capability() -> tuple[int, int] | None:
+    """Compute capability of local GPU 0 (via :mod:`edgeres.runtime.cuda`); None without a GPU or CUDA binding."""
+    from edgeres.runtime import cuda
+
+    info = cuda.local_device()
+    return None if info is None else info.compute_capability
+
+
+# --- logging ---------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _logger_class(trt: ModuleType) -> type:
+    class CollectingLogger(trt.ILogger):
+        """Keeps TensorRT's errors and warnings so a failed build can say why in one line."""
+
+        def __init__(self, min_severity: Any = trt.ILogger.Severity.WARNING) -> None:
+            trt.ILogger.__init__(self)  # pybind11 trampolines need the base initialised explicitly
+            self.min_severity = min_severity
+            self.messages: list[tuple[str, str]] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            if int(severity) <= int(self.min_severity):
+                self.messages.append((str(severity).rsplit(".", 1)[-1], str(msg)))
+
+        def errors(self) -> list[str]:
+            return [m for sev, m in self.messages if sev in ("ERROR", "INTERNAL_ERROR")]
+
+    return CollectingLogger
+
+
+def logger(trt: ModuleType) -> Any:
+    """A ``trt.ILogger`` that collects warnings and errors (``.messages``, ``.errors()``)."""
+    return _logger_class(trt)()
+
+
+# --- builder, network, config ----------------------------------------------------------------
+
+
+def builder_from_logger(trt: ModuleType, log: Any) -> Any:
+    """``trt.Builder(log)``; a library that returns no builder (no GPU/driver) becomes a clear error."""
+    try:
+        return trt.Builder(log)
+    except TypeError as exc:  # pybind11: "factory function returned nullptr"
+        said = " | ".join(log.errors()) if hasattr(log, "errors") else ""
+        raise TensorRTUnavailableError(
+            f"TensorRT {trt.__version__} could not create a builder ({said or exc}): no usable NVIDIA GPU or CUDA "
+            "driver here (or these are the test suite's stand-in libraries); build on a machine with the target's GPU"
+        ) from exc
+
+
+def network_from_onnx(builder: Any, onnx_path: str | os.PathLike[str], caps: Capabilities, log: Any) -> tuple[Any, Any]:
+    """Parse ``onnx_path`` into a new network; returns ``(network, parser)`` (the parser owns the weights).
+
+    Raises:
+        BuildError: the parser failed; the message lists each error with node index, name, op and description.
+    """
+    trt = require_tensorrt()
+
+    flags = 0
+    if caps.explicit_batch_required:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, log)
+    if not parser.parse_from_file(os.fspath(onnx_path)):
+        count = int(parser.num_errors)
+        errors = [parser_error_text(parser.get_error(i)) for i in range(min(count, MAX_PARSER_ERRORS))]
+        more = f"; and {count - MAX_PARSER_ERRORS} more" if count > MAX_PARSER_ERRORS else ""
+        raise BuildError(
+            f"TensorRT {trt.__version__} could not parse {onnx_path}: "
+            f"{'; '.join(errors) or 'no parser error recorded'}{more}"
+        )
+    return network, parser
+
+
+def parser_error_text(error: Any) -> str:
+    """``node 12 (/layer1/layer1.0/conv1/Conv, Conv): <desc>`` from a ``trt.ParserError``."""
+    index = _call_or(error, "node", -1)
+    name = _call_or(error, "node_name", "")
+    op = _call_or(error, "node_operator", "")
+    where = f"node {index}" if index >= 0 else "model"
+    detail = ", ".join(x for x in (name, op) if x)
+    return f"{where}{f' ({detail})' if detail else ''}: {_call_or(error, 'desc', str(error))}"
+
+
+def _call_or(obj: Any, name: str, default: Any) -> Any:
+    fn = getattr(obj, name, None)
+    if fn is None:
+        return default
+    try:
+        return fn()
+    except Exception:
+        return default
+
+
+def network_io(network: Any) -> tuple[list[Any], list[Any]]:
+    """``(inputs, outputs)`` tensors of a network."""
+    return ([network.get_input(i) for i in range(network.num_inputs)],
+            [network.get_output(i) for i in range(network.num_outputs)])
+
+
+def tensor_spec(tensor: Any, dynamic_batch: bool) -> Any:
+    """A sidecar :class:`TensorSpec` of a network tensor (batch axis -1 when the profile spans batches)."""
+    from edgeres.sidecar import TensorSpec
+
+    shape = [int(d) for d in tensor.shape]
+    if dynamic_batch and shape:
+        shape[0] = -1
+    dtype = str(tensor.dtype).rsplit(".", 1)[-1]
+    return TensorSpec(name=str(tensor.name), shape=tuple(shape), dtype=_NUMPY_DTYPES.get(dtype, dtype.lower()))
+
+
+def check_network_input(network: Any, settings: EngineSettings) -> None:
+    """Refuse a profile that the network's input cannot take (name, C/H/W, static batch)."""
+    inputs, _ = network_io(network)
+    names = [str(t.name) for t in inputs]
+    if settings.input_name not in names:
+        raise BuildError(f"the ONNX has inputs {names}, expected one named {settings.input_name!r}")
+    shape = [int(d) for d in inputs[names.index(settings.input_name)].shape]
+    want = list(settings.shape(settings.opt_batch))
+    if len(shape) != 4:
+        raise BuildError(f"input {settings.input_name!r} has shape {shape}, expected NCHW {want}")
+    for axis, (have, need) in enumerate(zip(shape[1:], want[1:], strict=True), start=1):
+        if have >= 0 and have != need:
+            raise BuildError(f"input {settings.input_name!r} has shape {shape}, expected {['N', *want[1:]]} (axis {axis} differs)")
+    batches = {settings.min_batch, settings.opt_batch, settings.max_batch}
+    if shape[0] >= 0 and batches != {shape[0]}:
+        raise BuildError(
+            f"input {settings.input_name!r} has a fixed batch of {shape[0]}, received batches "
+            f"{settings.min_batch}/{settings.opt_batch}/{settings.max_batch}; export the ONNX with a dynamic batch"
+        )
+
+
+def config_from_settings(builder: Any, network: Any, settings: EngineSettings, caps: Capabilities,
+                         calibrator: Any = None, progress: Any = None, timing_cache_bytes: bytes | None = None,
+                         int8_scales: bool = True) -> Any:
+    """A ``trt.IBuilderConfig`` for ``settings``: precision, workspace, profile, DLA, calibrator, cache, progress.
+
+    ``int8_scales``: whether INT8 scales exist (Q/DQ ONNX or a calibrator); without them
+    ``best`` builds FP16 only, as TensorRT would anyway, instead of asking for INT8 it cannot use.
+    """
+    trt = require_tensorrt()
+    check_network_input(network, settings)  # the profile below must fit the parsed network's input
+
+    config = builder.create_builder_config()
+    if caps.memory_pool_limit:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_bytes))
+    else:
+        config.max_workspace_size = int(settings.workspace_bytes)
+
+    if caps.precision_flags:
+        for flag in PRECISION_FLAGS[settings.precision]:
+            if flag == "INT8" and not int8_scales:
+                continue  # INT8 without Q/DQ or calibrator scales would silently fall back; say so via the sidecar
+            config.set_flag(getattr(trt.BuilderFlag, flag))
+
+    profile = builder.create_optimization_profile()
+    profile.set_shape(settings.input_name, settings.shape(settings.min_batch),
+                      settings.shape(settings.opt_batch), settings.shape(settings.max_batch))
+    config.add_optimization_profile(profile)
+
+    if calibrator is not None:
+        config.int8_calibrator = calibrator
+        if caps.calibration_profile:
+            # Calibration runs at the calibration profile's opt shape, which must be the calibrator's batch.
+            calib_profile = builder.create_optimization_profile()
+            calib_shape = settings.shape(settings.calib_batch_size)
+            calib_profile.set_shape(settings.input_name, calib_shape, calib_shape, calib_shape)
+            config.set_calibration_profile(calib_profile)
+
+    if settings.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = int(settings.dla_core)
+        if settings.gpu_fallback:
+            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+
+    if caps.timing_cache:
+        cache = config.create_timing_cache(timing_cache_bytes or b"")
+        config.set_timing_cache(cache, False)
+
+    if progress is not None and caps.progress_monitor:
+        config.progress_monitor = progress
+    return config
+
+
+def engine_bytes_from_network(builder: Any, network: Any, config: Any, log: Any, workspace_bytes: int) -> bytes:
+    """Build and serialize; a failed build raises :class:`BuildError` naming the likely cause."""
+    try:
+        plan = builder.build_serialized_network(network, config)
+    except (MemoryError, RuntimeError) as exc:  # pybind11 turns C++/CUDA failures into RuntimeError
+        errors = log.errors() if hasattr(log, "errors") else []
+        raise BuildError(explain_build_failure([*errors, str(exc)], workspace_bytes)) from exc
+    if plan is None:
+        raise BuildError(explain_build_failure(log.errors() if hasattr(log, "errors") else [], workspace_bytes))
+    return bytes(plan)
+
+
+_OOM_MARKERS = ("out of memory", "cudaErrorMemoryAllocation", "Requested amount of GPU memory", "insufficient memory",
+                "allocation failed")
+
+
+def explain_build_failure(errors: list[str], workspace_bytes: int) -> str:
+    """One line for a failed build: out-of-memory gets the workspace option, anything else TensorRT's last error."""
+    text = " | ".join(e.strip().replace("\n", " ") for e in errors if e.strip())
+    if any(m.lower() in text.lower() for m in _OOM_MARKERS):
+        return (f"TensorRT ran out of GPU memory while building (workspace limit {workspace_bytes >> 20} MiB): "
+                f"lower the workspace (--workspace) or the max batch, or close other GPU programs; TensorRT said: {text}")
+    return f"TensorRT could not build the engine: {text or 'no error message (run with a verbose logger)'}"
+
+
+# --- timing cache ----------------------------------------------------------------------------
+
+
+def timing_cache_bytes(path: str | os.PathLike[str] | None) -> bytes | None:
+    """The saved timing cache, or None when there is none yet."""
+    if path is None or not Path(path).is_file():
+        return None
+    return Path(path).read_bytes() or None
+
+
+def save_timing_cache(config: Any, path: str | os.PathLike[str]) -> None:
+    """Write the config's (updated) timing cache atomically beside the engine."""
+    from edgeres._io import write_bytes_atomic
+
+    cache = config.get_timing_cache()
+    if cache is not None:
+        write_bytes_atomic(path, bytes(cache.serialize()))
+
+
+# --- INT8 implicit calibration (TensorRT <= 10) ------------------------------------------------
+
+
+class DeviceAllocator(Protocol):
+    """Device memory as plain integer pointers, what the calibrator hands TensorRT (injectable for tests)."""
+
+    def alloc(self, nbytes: int) -> int: ...
+    def copy_htod(self, ptr: int, host: Any) -> None: ...
+    def free(self, ptr: int) -> None: ...
+
+
+class CudaAllocator:
+    """:class:`DeviceAllocator` over :mod:`edgeres.runtime.cuda` (owns the buffers it allocates).
+
+    Not verified on a GPU in this project's CI; the calls it makes are the runtime
+    layer's, checked against the real cuda-python binding in tests/test_runtime_cuda.py.
+    """
+
+    def __init__(self, api: CudaApi) -> None:
+        self._api = api
+        self._live: dict[int, DeviceBuffer] = {}  # ptr -> buffer (pycuda frees through the owning object)
+
+    def alloc(self, nbytes: int) -> int:
+        buf = self._api.malloc(int(nbytes))
+        self._live[buf.ptr] = buf
+        return buf.ptr
+
+    def copy_htod(self, ptr: int, host: Any) -> None:
+        self._api.memcpy_htod(ptr, host)
+
+    def free(self, ptr: int) -> None:
+        buf = self._live.pop(ptr, None)
+        if buf is not None:
+            self._api.free(buf)
+
+
+def default_allocator() -> CudaAllocator:
+    """Device memory on GPU 0 through the first usable CUDA binding (cuda-python, then pycuda).
+
+    Raises:
+        TensorRTUnavailableError: no binding imports or none sees a GPU; the message says why for each.
+    """
+    from edgeres.runtime import cuda
+
+    return CudaAllocator(cuda.cuda_api())
+
+
+@functools.lru_cache(maxsize=None)
+def _calibrator_class(trt: ModuleType) -> type:
+    base = trt.IInt8EntropyCalibrator2
+
+    class EntropyCalibrator(base):  # type: ignore[misc, valid-type]
+        """Feeds TensorRT float32 NCHW batches from an edgeres dataset; reads/writes the calibration cache.
+
+        Errors raised while TensorRT drives it are kept in ``.error`` (an exception thrown
+        back into TensorRT's C++ would abort the build without our message) and
+        re-raised by :func:`build_engine` after the build returns.
+        """
+
+        def __init__(self, dataset: Any, cache_path: Path | None, batch_size: int,
+                     input_shape: tuple[int, int, int] | None, allocator: DeviceAllocator | None) -> None:
+            base.__init__(self)  # pybind11 trampolines need the base initialised explicitly
+            self.dataset = dataset
+            self.cache_path = None if cache_path is None else Path(cache_path)
+            self.batch_size = int(batch_size)
+            self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+            self._allocator = allocator
+            self._batches: Iterator[Any] | None = None
+            self._device: dict[str, tuple[int, int]] = {}  # name -> (ptr, nbytes)
+            self.batches_fed = 0
+            self.batches_skipped = 0
+            self.error: Exception | None = None
+
+        def get_batch_size(self) -> int:
+            return self.batch_size
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            try:
+                return self._next_pointers(list(names))
+            except Exception as exc:  # noqa: BLE001 - handed back after the build, see class doc
+                self.error = exc
+                self.free()
+                return None
+
+        def _next_pointers(self, names: list[str]) -> list[int] | None:
+            import numpy as np
+
+            if self.dataset is None:
+                return None
+            if len(names) != 1:
+                raise CalibrationError(f"the calibrator feeds one input, TensorRT asked for {names}")
+            if self._batches is None:
+                self._batches = iter(self.dataset.batches(self.batch_size))
+            for batch in self._batches:
+                array = np.ascontiguousarray(batch)
+                if array.dtype != np.float32:
+                    raise CalibrationError(f"calibration batches must be float32 NCHW, received {array.dtype}")
+                want = (self.batch_size, *self.input_shape) if self.input_shape else None
+                if array.ndim != 4 or (want and array.shape[1:] != want[1:]):
+                    raise CalibrationError(f"calibration batch has shape {array.shape}, expected {want or 'NCHW'}")
+                if array.shape[0] != self.batch_size:  # TensorRT needs exactly get_batch_size() images
+                    self.batches_skipped += 1
+                    continue
+                ptr = self._buffer(names[0], array.nbytes)
+                self._allocator.copy_htod(ptr, array)
+                self.batches_fed += 1
+                return [ptr]
+            if self.batches_fed == 0:
+                raise CalibrationError(
+                    f"calibration data gave no full batch of {self.batch_size} images "
+                    f"({self.batches_skipped} partial batches); lower the calibration batch size or add images"
+                )
+            self.free()
+            return None
+
+        def _buffer(self, name: str, nbytes: int) -> int:
+            if name not in self._device:
+                self._device[name] = (int(self._allocator.alloc(nbytes)), nbytes)
+            ptr, have = self._device[name]
+            if have != nbytes:
+                raise CalibrationError(f"calibration batch of {nbytes} bytes does not fit the {have}-byte buffer")
+            return ptr
+
+        def read_calibration_cache(self) -> bytes | None:
+            if self.cache_path is None or not self.cache_path.is_file():
+                return None
+            return self.cache_path.read_bytes() or None
+
+        def write_calibration_cache(self, cache: Any) -> None:
+            if self.cache_path is None:
+                return
+            from edgeres._io import write_bytes_atomic
+
+            try:
+                write_bytes_atomic(self.cache_path, bytes(cache))
+            except (OSError, OutputPathError) as exc:
+                self.error = CalibrationError(f"could not write calibration cache {self.cache_path}: {exc}")
+
+        def free(self) -> None:
+            for ptr, _ in self._device.values():
+                self._allocator.free(ptr)
+            self._device.clear()
+
+    return EntropyCalibrator
+
+
+def Int8EntropyCalibrator(dataset: Any, cache_path: str | os.PathLike[str] | None, batch_size: int = 8,  # noqa: N802
+                          input_shape: tuple[int, int, int] | None = None,
+                          allocator: DeviceAllocator | None = None) -> Any:
+    """A ``trt.IInt8EntropyCalibrator2`` fed by ``dataset.batches(batch_size)`` (float32 NCHW).
+
+    ``cache_path`` is read first (a valid cache skips calibration) and written after
+    calibration. ``allocator`` provides device memory (a :class:`DeviceAllocator`); default:
+    :func:`default_allocator`. TensorRT 11 has no implicit calibration: use a Q/DQ ONNX.
+    """
+    trt = require_tensorrt()
+    if not capabilities(trt).implicit_int8_calibrator:
+        raise BuildError(
+            f"TensorRT {trt.__version__} has no implicit INT8 calibrator (IInt8EntropyCalibrator2 was removed in 11); "
+            "build INT8 from the Q/DQ ONNX (int8_mode='qdq')"
+        )
+    if allocator is None and dataset is not None:
+        allocator = default_allocator()
+    return _calibrator_class(trt)(dataset, None if cache_path is None else Path(cache_path), batch_size,
+                                  input_shape, allocator)
+
+
+# --- builder progress (TensorRT >= 10) -------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _progress_class(trt: ModuleType) -> type:
+    base = trt.IProgressMonitor
+
+    class RichProgressMonitor(base):  # type: ignore[misc, valid-type]
+        """Shows TensorRT's nested build phases as rich progress bars."""
+
+        def __init__(self, console: Any = None) -> None:
+            base.__init__(self)
+            self._console = console
+            self._progress: Any = None
+            self._tasks: dict[str, Any] = {}
+            self._depth: dict[str, int] = {}
+            self._totals: dict[str, int] = {}
+            self.cancelled = False
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            try:
+                if self._progress is None:
+                    from rich.progress import Progress
+
+                    self._progress = Progress(console=self._console, transient=False)
+                    self._progress.start()
+                depth = self._depth.get(parent_phase, -1) + 1 if parent_phase else 0
+                self._depth[phase_name] = depth
+                self._totals[phase_name] = max(int(num_steps), 1)
+                self._tasks[phase_name] = self._progress.add_task("  " * depth + phase_name, total=max(int(num_steps), 1))
+            except Exception:  # noqa: BLE001 - a display problem must never stop a build
+                pass
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            try:
+                if phase_name in self._tasks:
+                    self._progress.update(self._tasks[phase_name], completed=int(step) + 1)
+            except Exception:  # noqa: BLE001
+                pass
+            return not self.cancelled
+
+        def phase_finish(self, phase_name: str) -> None:
+            try:
+                task = self._tasks.pop(phase_name, None)
+                depth = self._depth.pop(phase_name, 0)
+                if task is not None and depth > 0:  # nested phases come and go; top-level ones stay as a record
+                    self._progress.remove_task(task)
+                elif task is not None:
+                    self._progress.update(task, completed=self._totals.get(phase_name, 1))
+                if not self._tasks:
+                    self.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+        def close(self) -> None:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+
+    return RichProgressMonitor
+
+
+def ProgressMonitor(console: Any = None) -> Any:  # noqa: N802
+    """A ``trt.IProgressMonitor`` drawing rich progress bars, or None where TensorRT has none (< 10)."""
+    trt = require_tensorrt()
+    if not capabilities(trt).progress_monitor_class:
+        return None
+    return _progress_class(trt)(console)
+
+
+# --- the ONNX's own precision (what TensorRT 11 builds) ----------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxPrecision:
+    """Which element types and quantization a model carries (strongly typed TensorRT builds exactly this)."""
+
+    float_types: frozenset[str]
+    has_qdq: bool
+
+    def provides(self, need: str) -> bool:
+        return self.has_qdq if need == "qdq" else need in self.float_types
+
+
+def onnx_precision(onnx_path: str | os.PathLike[str]) -> OnnxPrecision:
+    """Float element types of initializers, inputs and Casts, and whether Q/DQ nodes are present."""
+    import onnx
+
+    model = onnx.load(os.fspath(onnx_path), load_external_data=False)
+    graph = model.graph
+    names = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+    types = {names[t.data_type] for t in graph.initializer if t.data_type in names}
+    types |= {names[v.type.tensor_type.elem_type] for v in graph.input if v.type.tensor_type.elem_type in names}
+    for node in graph.node:
+        if node.op_type == "Cast":
+            types |= {names[a.i] for a in node.attribute if a.name == "to" and a.i in names}
+    has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
+    return OnnxPrecision(float_types=frozenset(types), has_qdq=has_qdq)
+
+
+def check_precision_support(settings: EngineSettings, caps: Capabilities, onnx: OnnxPrecision) -> None:
+    """Refuse precision requests this TensorRT cannot honour with this ONNX, before any GPU work."""
+    int8 = settings.precision in ("int8", "best")
+    if int8 and settings.int8_mode == "calibrator":
+        if not caps.implicit_int8_calibrator:
+            raise BuildError(
+                f"TensorRT {caps.version} removed implicit INT8 calibration; build INT8 from the Q/DQ ONNX "
+                "(int8_mode='qdq', its unquantized parts in FP16)"
+            )
+        if onnx.has_qdq:
+            raise BuildError(f"{settings.onnx_path} already has Q/DQ nodes; the implicit calibrator needs the FP32 ONNX")
+    if settings.precision == "int8" and settings.int8_mode == "qdq" and not onnx.has_qdq:
+        raise BuildError(
+            f"precision int8 with int8_mode='qdq' needs a Q/DQ ONNX, received {settings.onnx_path} with no "
+            "QuantizeLinear/DequantizeLinear nodes; pass the calibrated Q/DQ model"
+            + ("" if caps.always_strongly_typed else " or use int8_mode='calibrator'")
+        )
+    if caps.always_strongly_typed:
+        missing = [need for need in TYPED_ONNX_NEEDS[settings.precision] if not onnx.provides(need)]
+        if missing:
+            raise BuildError(
+                f"TensorRT {caps.version} is strongly typed (no FP16/INT8 builder flags): precision "
+                f"{settings.precision} needs an ONNX with {' and '.join(missing)} tensors, received {settings.onnx_path} "
+                f"with {', '.join(sorted(onnx.float_types)) or 'no float tensors'}"
+                f"{' and Q/DQ' if onnx.has_qdq else ''}; export the {settings.precision} ONNX for TensorRT 11"
+            )
+
+
+# --- the whole build ---------------------------------------------------------------------------
+
+
+def check_compute_capability(settings: EngineSettings, local: tuple[int, int] | None, device_name: str) -> None:
+    """Refuse to build for a target whose GPU differs from this one (an engine only runs where it was built)."""
+    want = settings.expected_compute_capability
+    if want is None or local is None or tuple(want) == tuple(local) or settings.allow_mismatch:
+        return
+    target = f"target {settings.target}" if settings.target else "the target"
+    raise BuildError(
+        f"{target} has compute capability {want[0]}.{want[1]}, this GPU ({device_name}) has {local[0]}.{local[1]}: "
+        "its engine would not load there; build on the target (or pass --allow-mismatch)"
+    )
+
+
+def _raise_calibration_error(calibrator: Any) -> None:
+    if calibrator is not None and calibrator.error is not None:
+        raise CalibrationError(f"INT8 calibration failed: {calibrator.error}") from calibrator.error
+
+
+def build_engine(settings: EngineSettings, *, allocator: DeviceAllocator | None = None, console: Any = None) -> Any:
+    """Build ``settings.plan_path`` (atomically) and its ``.json`` sidecar; returns the :class:`PlanSidecar`.
+
+    Order: settings and ONNX checks, TensorRT import and capability checks, builder
+    (the first GPU call), compute-capability check, parse, config, build, write.
+    """
+    import edgeres
+    from edgeres._io import atomic_path, check_writable_parent, sha256_file
+    from edgeres.sidecar import PlanSidecar, write_sidecar
+
+    check_settings(settings)
+    onnx_path = Path(settings.onnx_path)
+    if not onnx_path.is_file():
+        raise BuildError(f"ONNX file {onnx_path} does not exist")
+    check_writable_parent(settings.plan_path)
+    trt = require_tensorrt()
+    caps = capabilities(trt)
+    onnx_types = onnx_precision(onnx_path)
+    check_precision_support(settings, caps, onnx_types)
+
+    calibrator = None
+    if settings.precision in ("int8", "best") and settings.int8_mode == "calibrator":
+        calibrator = Int8EntropyCalibrator(settings.calib_dataset, settings.calib_cache, settings.calib_batch_size,
+                                           tuple(settings.input_shape), allocator)
+
+    log = logger(trt)
+    builder = builder_from_logger(trt, log)
+    from edgeres.runtime import cuda
+
+    device = cuda.local_device()
+    check_compute_capability(settings, None if device is None else device.compute_capability,
+                             "unknown" if device is None else device.name)
+    network, _parser = network_from_onnx(builder, onnx_path, caps, log)  # _parser owns weights until the build ends
+    progress = ProgressMonitor(console) if settings.show_progress and caps.progress_monitor else None
+    config = config_from_settings(builder, network, settings, caps, calibrator=calibrator, progress=progress,
+                                  timing_cache_bytes=timing_cache_bytes(settings.timing_cache),
+                                  int8_scales=onnx_types.has_qdq or calibrator is not None)
+    try:
+        plan = engine_bytes_from_network(builder, network, config, log, settings.workspace_bytes)
+    except BuildError:
+        _raise_calibration_error(calibrator)  # the root cause, when calibration broke the build
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+        if calibrator is not None:
+            calibrator.free()
+    _raise_calibration_error(calibrator)
+
+    inputs, outputs = network_io(network)
+    dynamic = settings.min_batch != settings.max_batch
+    extra: dict[str, Any] = {"int8_mode": settings.int8_mode if settings.precision in ("int8", "best") else None,
+                             "workspace_bytes": int(settings.workspace_bytes), "gpu_fallback": settings.gpu_fallback,
+                             "strongly_typed": caps.always_strongly_typed, "allow_mismatch": settings.allow_mismatch,
+                             "int8_scales": onnx_types.has_qdq or calibrator is not None}
+    if calibrator is not None and settings.calib_cache is not None and Path(settings.calib_cache).is_file():
+        extra["calib_cache_sha256"] = sha256_file(settings.calib_cache)
+    cc = device.compute_capability if device else tuple(settings.expected_compute_capability or (0, 0))
+    with atomic_path(settings.plan_path) as tmp:
+        tmp.write_bytes(plan)
+        sidecar = PlanSidecar(
+            tensorrt_version=str(trt.__version__), compute_capability=(int(cc[0]), int(cc[1])),
+            device_name=device.name if device else "unknown", precision=settings.precision,
+            inputs=tuple(tensor_spec(t, dynamic) for t in inputs), outputs=tuple(tensor_spec(t, dynamic) for t in outputs),
+            min_batch=settings.min_batch, opt_batch=settings.opt_batch, max_batch=settings.max_batch,
+            plan_sha256=sha256_file(tmp), onnx_sha256=sha256_file(onnx_path), edgeres_version=edgeres.__version__,
+            dla_core=settings.dla_core, target=settings.target, recipe=settings.recipe, extra=extra,
+        )
+        write_sidecar(settings.plan_path, sidecar)
+    if settings.timing_cache is not None and caps.timing_cache:
+        save_timing_cache(config, settings.timing_cache)
+    return sidecar

@@ -1,0 +1,264 @@
+"""The ``trtexec`` command line equivalent to an edgeres build, per TensorRT version.
+
+Pure functions: a :class:`TrtexecSpec` and a TensorRT version in, an argv list
+or ``build.sh`` text out. Which flags each version parses is a declarative
+table, :data:`TRTEXEC_FLAGS`, read off NVIDIA's ``samples/common/sampleOptions.cpp``
+on each ``release/<version>`` branch of github.com/NVIDIA/TensorRT (the
+extracted option lists are in ``tests/data/trtexec_documented_flags.json``):
+
+* ``--workspace=N`` (MiB) until 9.x; ``--memPoolSize=workspace:N`` (MiB) from 8.4; 10.0 dropped ``--workspace``.
+* ``--explicitBatch`` is a deprecated no-op in 8.x and gone in 10.0: never emitted.
+* ``--buildOnly`` until 9.x; ``--skipInference`` from 8.6.
+* ``--fp16``/``--int8``/``--best``/``--calib`` until 10.x; 11.0 removed them (networks are
+  strongly typed: precision comes from the ONNX, ``--stronglyTyped`` is a no-op there).
+* DLA: TensorRT 10.7 was the last 10.x with DLA; 11.0-11.3 have none; 11.4 brings it back on
+  AGX Orin with JetPack 7.2.2 (TensorRT 11.4.1 "Working with DLA" guide).
+
+Nothing here runs trtexec; the command lines are checked against the parsed-option
+lists, not executed (no TensorRT on the machine that wrote this).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+from typing import Any, Sequence
+
+from edgeres.errors import BuildError
+
+Version = tuple[int, int]
+
+# flag -> (first version that parses it, first version that no longer does / None)
+TRTEXEC_FLAGS: dict[str, tuple[Version, Version | None]] = {
+    "--onnx": ((8, 0), None),
+    "--saveEngine": ((8, 0), None),
+    "--minShapes": ((8, 0), None),
+    "--optShapes": ((8, 0), None),
+    "--maxShapes": ((8, 0), None),
+    "--timingCacheFile": ((8, 0), None),
+    "--useDLACore": ((8, 0), None),
+    "--allowGPUFallback": ((8, 0), None),
+    "--workspace": ((8, 0), (10, 0)),
+    "--memPoolSize": ((8, 4), None),
+    "--explicitBatch": ((8, 0), (10, 0)),
+    "--buildOnly": ((8, 0), (10, 0)),
+    "--skipInference": ((8, 6), None),
+    "--fp16": ((8, 0), (11, 0)),
+    "--int8": ((8, 0), (11, 0)),
+    "--best": ((8, 0), (11, 0)),
+    "--calib": ((8, 0), (11, 0)),
+    "--stronglyTyped": ((9, 0), None),
+}
+
+# versions with TensorRT DLA support (half-open ranges)
+DLA_SUPPORT: tuple[tuple[Version, Version | None], ...] = (((8, 0), (10, 8)), ((11, 4), None))
+MIN_VERSION: Version = (8, 2)
+
+# which ONNX file of a bundle each (strongly typed?, precision, int8 mode) compiles from
+ONNX_FOR = {
+    (False, "fp32", None): "model.onnx",
+    (False, "fp16", None): "model.onnx",
+    (False, "int8", "qdq"): "model.qdq.onnx",
+    (False, "int8", "calibrator"): "model.onnx",
+    (True, "fp32", None): "model.onnx",
+    (True, "fp16", None): "model.fp16.onnx",
+    (True, "int8", "qdq"): "model.qdq.fp16.onnx",
+}
+# builder precision flags for TensorRT < 11 (the unquantized rest of an INT8 network runs FP16)
+PRECISION_FLAGS = {
+    ("fp32", None): (),
+    ("fp16", None): ("--fp16",),
+    ("int8", "qdq"): ("--int8", "--fp16"),
+    ("int8", "calibrator"): ("--int8", "--fp16"),
+}
+
+
+def parse_version(version: str) -> Version:
+    """``"10.3.0"`` -> (10, 3)."""
+    m = re.match(r"^(\d+)\.(\d+)", str(version).strip())
+    if not m:
+        raise BuildError(f"TensorRT version must look like 10.3.0, received {version!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def flag_supported(flag: str, version: Version) -> bool:
+    since, until = TRTEXEC_FLAGS[flag]
+    return since <= version and (until is None or version < until)
+
+
+def strongly_typed(version: Version) -> bool:
+    """TensorRT 11+: no precision builder flags, precision from the ONNX."""
+    return version >= (11, 0)
+
+
+def dla_supported(version: Version) -> bool:
+    return any(lo <= version and (hi is None or version < hi) for lo, hi in DLA_SUPPORT)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrtexecSpec:
+    """What to build, in bundle-relative file names.
+
+    Attributes:
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        int8_mode: ``qdq`` or ``calibrator`` (INT8 only).
+        input_name: the ONNX input (``input``).
+        input_shape: (C, H, W) of one sample.
+        min_batch, opt_batch, max_batch: the optimization profile.
+        workspace_mib: builder workspace limit.
+        dla_core: DLA core or None for the GPU.
+        gpu_fallback: let layers DLA cannot run fall back to the GPU.
+        plan: engine file to write.
+        timing_cache: timing cache file (read and updated), or None.
+        calib_cache: INT8 calibration cache (calibrator mode).
+    """
+
+    precision: str
+    input_shape: tuple[int, int, int]
+    int8_mode: str | None = None
+    input_name: str = "input"
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 1
+    workspace_mib: int = 1024
+    dla_core: int | None = None
+    gpu_fallback: bool = True
+    plan: str = "model.plan"
+    timing_cache: str | None = "timing.cache"
+    calib_cache: str = "calib.cache"
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> "TrtexecSpec":
+        """From an ``edgeres.trt.settings.EngineSettings`` (file names made bundle-relative)."""
+        from pathlib import Path
+
+        kw = dict(
+            precision=settings.precision,
+            int8_mode=settings.int8_mode if settings.precision == "int8" else None,
+            input_name=settings.input_name,
+            input_shape=tuple(settings.input_shape),
+            min_batch=settings.min_batch,
+            opt_batch=settings.opt_batch,
+            max_batch=settings.max_batch,
+            workspace_mib=max(1, int(settings.workspace_bytes) >> 20),
+            dla_core=settings.dla_core,
+            gpu_fallback=settings.gpu_fallback,
+            plan=Path(settings.plan_path).name,
+            timing_cache=Path(settings.timing_cache).name if settings.timing_cache else None,
+            calib_cache=Path(settings.calib_cache).name if getattr(settings, "calib_cache", None) else "calib.cache",
+        )
+        kw.update(overrides)
+        return cls(**kw)
+
+
+def onnx_file_for(precision: str, int8_mode: str | None, trt_version: str) -> str:
+    """The bundle ONNX file that TensorRT ``trt_version`` compiles for this precision."""
+    version = parse_version(trt_version)
+    key = (strongly_typed(version), precision, int8_mode if precision == "int8" else None)
+    if key not in ONNX_FOR:
+        if precision == "int8" and strongly_typed(version):
+            raise BuildError(
+                f"TensorRT {trt_version} removed implicit INT8 calibration (int8 mode 'calibrator'); "
+                "use int8 mode 'qdq' (the Q/DQ model) for TensorRT 11"
+            )
+        raise BuildError(f"no ONNX for precision {precision!r} with int8 mode {int8_mode!r}")
+    return ONNX_FOR[key]
+
+
+def _shape(spec: TrtexecSpec, batch: int) -> str:
+    return f"{spec.input_name}:{'x'.join(str(d) for d in (batch, *spec.input_shape))}"
+
+
+def check_spec(spec: TrtexecSpec, trt_version: str) -> Version:
+    """Refuse combinations the TensorRT version cannot build; return the parsed version."""
+    version = parse_version(trt_version)
+    if version < MIN_VERSION:
+        raise BuildError(f"TensorRT {trt_version} is older than the oldest supported ({MIN_VERSION[0]}.{MIN_VERSION[1]})")
+    if spec.precision not in ("fp32", "fp16", "int8"):
+        raise BuildError(f"precision must be fp32, fp16 or int8, received {spec.precision!r}")
+    if spec.precision == "int8" and spec.int8_mode not in ("qdq", "calibrator"):
+        raise BuildError(f"INT8 needs int8_mode 'qdq' or 'calibrator', received {spec.int8_mode!r}")
+    if not 1 <= spec.min_batch <= spec.opt_batch <= spec.max_batch:
+        raise BuildError(
+            f"batch range must satisfy 1 <= min <= opt <= max, received {spec.min_batch}/{spec.opt_batch}/{spec.max_batch}"
+        )
+    if spec.dla_core is not None:
+        if not dla_supported(version):
+            raise BuildError(
+                f"TensorRT {trt_version} has no DLA support (10.7 was the last 10.x with DLA; 11.0-11.3 have none); "
+                "drop --dla-core or use another TensorRT"
+            )
+        if spec.precision == "fp32":
+            raise BuildError("DLA runs FP16 or INT8 only, received precision fp32 with --dla-core")
+    onnx_file_for(spec.precision, spec.int8_mode, trt_version)
+    return version
+
+
+def trtexec_argv(spec: TrtexecSpec, trt_version: str, *, trtexec: str = "trtexec") -> list[str]:
+    """The trtexec argv that builds ``spec`` with TensorRT ``trt_version``.
+
+    Raises:
+        BuildError: a combination that version cannot build (DLA, implicit INT8 on 11, ...).
+    """
+    version = check_spec(spec, trt_version)
+    mode = spec.int8_mode if spec.precision == "int8" else None
+    argv = [trtexec, f"--onnx={onnx_file_for(spec.precision, mode, trt_version)}", f"--saveEngine={spec.plan}"]
+    argv += [
+        f"--minShapes={_shape(spec, spec.min_batch)}",
+        f"--optShapes={_shape(spec, spec.opt_batch)}",
+        f"--maxShapes={_shape(spec, spec.max_batch)}",
+    ]
+    if not strongly_typed(version):
+        argv += PRECISION_FLAGS[(spec.precision, mode)]
+        if mode == "calibrator":
+            argv.append(f"--calib={spec.calib_cache}")
+    if flag_supported("--memPoolSize", version):
+        argv.append(f"--memPoolSize=workspace:{spec.workspace_mib}")
+    else:
+        argv.append(f"--workspace={spec.workspace_mib}")
+    if spec.dla_core is not None:
+        argv.append(f"--useDLACore={spec.dla_core}")
+        if spec.gpu_fallback:
+            argv.append("--allowGPUFallback")
+    if spec.timing_cache:
+        argv.append(f"--timingCacheFile={spec.timing_cache}")
+    argv.append("--skipInference" if flag_supported("--skipInference", version) else "--buildOnly")
+    unsupported = [a.split("=", 1)[0] for a in argv[1:] if not flag_supported(a.split("=", 1)[0], version)]
+    if unsupported:  # the table and the generator disagree: a bug here, not user error
+        raise AssertionError(f"generated flags {unsupported} that TensorRT {trt_version} does not parse")
+    return argv
+
+
+def build_script(
+    spec: TrtexecSpec,
+    trt_version: str,
+    *,
+    target: str,
+    edgeres_version: str,
+    sha256: dict[str, str] | None = None,
+) -> str:
+    """``build.sh``: verify the bundle's files, then run the trtexec command.
+
+    For a device with trtexec but no edgeres; ``edgeres compile`` does the same
+    and also writes the plan sidecar.
+    """
+    argv = trtexec_argv(spec, trt_version, trtexec='"${TRTEXEC:-trtexec}"')
+    head, *rest = argv
+    command = " \\\n    ".join([head, *(shlex.quote(a) for a in rest)])
+    lines = [
+        "#!/bin/sh",
+        f"# Generated by edgeres {edgeres_version} for target {target}, TensorRT {trt_version}.",
+        "# Builds the engine on the device; `edgeres compile .` does the same and writes model.plan.json.",
+        "set -eu",
+        'cd "$(dirname "$0")"',
+    ]
+    if sha256:
+        lines += ["sha256sum -c - <<'EOF'", *(f"{digest}  {name}" for name, digest in sorted(sha256.items())), "EOF"]
+    lines += [command, ""]
+    return "\n".join(lines)
+
+
+def format_argv(argv: Sequence[str]) -> str:
+    """One shell-quoted line, for printing."""
+    return " ".join(shlex.quote(a) for a in argv)

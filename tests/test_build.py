@@ -1,0 +1,311 @@
+"""`edgeres build` / `edgeres compile`: bundles without TensorRT, reproducibility, every bad input.
+
+No TensorRT or GPU here: engines are never built by these tests. The GPU-side
+checks of `edgeres compile` (wrong GPU, out of memory) run with the TensorRT
+adapter's entry points replaced, so what they prove is edgeres' handling,
+not TensorRT's behaviour.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner, Result
+
+import edgeres.trt
+from edgeres.bundle import MANIFEST, verify_bundle
+from edgeres.cli import cli
+from edgeres.errors import BuildError, TensorRTUnavailableError
+from edgeres.models import create_model
+from tests.conftest import randomize_batchnorm
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+HAS_CALIBRATE = importlib.util.find_spec("edgeres.calibrate") is not None and hasattr(
+    importlib.import_module("edgeres.calibrate"), "calibrate"
+)
+HAS_REFERENCE = importlib.util.find_spec("edgeres.reference") is not None
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def assert_refused(result: Result, out: Path, *needles: str) -> None:
+    assert result.exit_code == 2, f"exit 2 expected, got {result.exit_code}: {result.output}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"one error line: {result.stderr!r}"
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} in {lines[0]!r}"
+    assert not out.exists(), f"{out} must not be written"
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")], "no temporary folder left"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = randomize_batchnorm(create_model("resnet20", in_channels=1))
+    path = tmp_path_factory.mktemp("w") / "resnet20.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fp16_bundles(tmp_path_factory: pytest.TempPathFactory, weights: Path) -> tuple[Path, Path, Result]:
+    """The same FP16 build twice (jetson-orin: TensorRT 10.3 default, 11.4.1 also listed)."""
+    root = tmp_path_factory.mktemp("b")
+    results = []
+    for name in ("one", "two"):
+        results.append(run("build", "--target", "jetson-orin", "--arch", "resnet20", "--weights", str(weights),
+                           "--precision", "fp16", "--batch", "4", "--max-batch", "8", "-o", str(root / name)))
+        assert results[-1].exit_code == 0, results[-1].output + results[-1].stderr
+    return root / "one", root / "two", results[0]
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="checks the no-TensorRT path; TensorRT is installed here")
+def test_bundle_without_tensorrt(fp16_bundles: tuple[Path, Path, Result]) -> None:
+    one, _, result = fp16_bundles
+    assert "BUNDLE, not an engine" in result.output, f"says a bundle was made: {result.output}"
+    assert f"edgeres compile {one}" in result.output, f"prints the one command to finish: {result.output}"
+    manifest = verify_bundle(one)
+    assert {"model.onnx", "model.fp16.onnx", "build.sh"} <= set(manifest.files), f"files: {set(manifest.files)}"
+    assert manifest.opt_batch == 4 and manifest.max_batch == 8 and manifest.input_shape == (1, 32, 32), "shape/batch"
+    assert manifest.source["weights_sha256"] and manifest.recipe["in_channels"] == 1, "source hash and recipe recorded"
+    assert "11.4.1" in manifest.tensorrt_versions and "10.3.0" in manifest.tensorrt_versions, manifest.tensorrt_versions
+    for stage in ("fold", "export", "fp16 onnx", "bundle"):
+        assert stage in result.output, f"stage {stage} reported with its time"
+    script = (one / "build.sh").read_text()
+    assert "--fp16" in script and "--onnx=model.onnx" in script and "--optShapes=input:4x1x32x32" in script, script
+    verified = run("compile", str(one), "--verify-only")
+    assert verified.exit_code == 0 and "verified" in verified.output, verified.output + verified.stderr
+    missing = run("compile", str(one))
+    assert missing.exit_code == 2 and "pip install" in missing.stderr and "JetPack" in missing.stderr, missing.stderr
+    assert not (one / "model.plan").exists(), "no engine written"
+
+
+def test_same_inputs_give_byte_identical_bundles(fp16_bundles: tuple[Path, Path, Result]) -> None:
+    one, two, _ = fp16_bundles
+    for name in ("model.onnx", "model.fp16.onnx", MANIFEST, "build.sh"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), f"{name} differs between identical builds"
+
+
+@pytest.fixture(scope="module")
+def calib_npy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("c") / "calib.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 256, (48, 32, 32, 1), dtype=np.uint8))
+    return path
+
+
+@pytest.mark.skipif(not HAS_CALIBRATE, reason="needs edgeres.calibrate.calibrate (branch calib)")
+def test_int8_bundles_are_byte_identical(tmp_path: Path, weights: Path, calib_npy: Path) -> None:
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        result = run("build", "--target", "jetson-orin", "--arch", "resnet20", "--weights", str(weights),
+                     "--precision", "int8", "--calib-data", str(calib_npy), "-o", str(out))
+        assert result.exit_code == 0, result.output + result.stderr
+    manifest = verify_bundle(outs[0])
+    wanted = {"model.onnx", "model.qdq.onnx", "model.qdq.fp16.onnx", "calib.cache", "calib_report.json", "build.sh"}
+    assert wanted <= set(manifest.files), f"INT8 bundle files: {set(manifest.files)}"
+    assert "calibrate" in result.output and "INT8 vs FP32" in result.output, f"stage and accuracy shown: {result.output}"
+    assert manifest.calibration and manifest.calibration["top1_agreement"] > 0.5, f"summary kept: {manifest.calibration}"
+    for name in ("model.onnx", "model.qdq.onnx", "model.qdq.fp16.onnx", "calib.cache", "calib_report.json", MANIFEST, "build.sh"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), f"{name} differs between identical builds"
+    script = (outs[0] / "build.sh").read_text()
+    assert "--onnx=model.qdq.onnx" in script and "--int8" in script and "--fp16" in script, script
+
+
+@pytest.mark.skipif(not HAS_CALIBRATE, reason="needs edgeres.calibrate.calibrate (branch calib)")
+def test_int8_bundle_for_strongly_typed_tensorrt(tmp_path: Path, weights: Path, calib_npy: Path) -> None:
+    out = tmp_path / "thor"
+    result = run("build", "--target", "jetson-thor", "--arch", "resnet20", "--weights", str(weights),
+                 "--calib-data", str(calib_npy), "-o", str(out))
+    assert result.exit_code == 0, result.output + result.stderr
+    script = (out / "build.sh").read_text()
+    assert "--onnx=model.qdq.fp16.onnx" in script, f"TensorRT 11 builds from the Q/DQ-FP16 model: {script}"
+    assert not any(flag in script for flag in ("--int8", "--fp16", "--calib", "--best")), f"no precision flags: {script}"
+    assert verify_bundle(out).tensorrt_versions == ("11.4.1",), "meant for TensorRT 11.4.1"
+
+
+@pytest.mark.skipif(not (HAS_CALIBRATE and HAS_REFERENCE), reason="needs edgeres.calibrate.calibrate and edgeres.reference (branches calib, data)")
+def test_default_int8_build_is_reproducible(tmp_path: Path) -> None:
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        result = run("build", "--target", "jetson-orin", "--calib-size", "64", "-o", str(out))
+        assert result.exit_code == 0, result.output + result.stderr
+    manifest = verify_bundle(outs[0])
+    assert manifest.precision == "int8" and {"model.qdq.onnx", "calib.cache", "model.qdq.fp16.onnx"} <= set(manifest.files)
+    assert "INT8 vs FP32" in result.output, f"summary shows calibration accuracy: {result.output}"
+    for name in ("model.onnx", "model.qdq.onnx", "model.qdq.fp16.onnx", "calib.cache", MANIFEST):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), f"{name} differs between identical builds"
+    # what TensorRT 11 compiles (Q/DQ with FP16 rest) keeps the accuracy of the FP32 Q/DQ model, on real digits
+    import onnxruntime as ort
+
+    from edgeres.data import load_dataset
+
+    test = load_dataset("reference:test", None)
+    images, labels = test.array(), test.labels
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    top1 = {}
+    for name in ("model.onnx", "model.qdq.onnx", "model.qdq.fp16.onnx"):
+        session = ort.InferenceSession(str(outs[0] / name), opts, providers=["CPUExecutionProvider"])
+        top1[name] = float((session.run(None, {"input": images})[0].argmax(1) == labels).mean())
+    assert top1["model.onnx"] > 0.95, f"reference FP32 accuracy: {top1}"
+    assert abs(top1["model.qdq.fp16.onnx"] - top1["model.qdq.onnx"]) <= 0.005, f"FP16 rest costs no accuracy: {top1}"
+    assert top1["model.onnx"] - top1["model.qdq.onnx"] <= 0.01, f"INT8 within 1 point of FP32: {top1}"
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--target", "jetson-orn"], ["unknown target", "jetson-orin"]),
+        (["--target", "jetson-nano", "--precision", "int8"], ["no fast INT8", "--precision fp16"]),
+        (["--target", "jetson-orin-nano", "--dla-core", "0"], ["has no DLA"]),
+        (["--target", "jetson-orin", "--dla-core", "2", "--precision", "fp16"], ["2 DLA core"]),
+        (["--target", "jetson-nano", "--batch", "999"], ["outside target jetson-nano"]),
+        (["--target", "jetson-orin", "--batch", "8", "--max-batch", "4"], ["larger than max batch"]),
+        (["--target", "jetson-orin", "--trt-version", "7.1.3"], ["runs TensorRT"]),
+        (["--target", "jetson-thor", "--precision", "int8", "--int8-mode", "calibrator"], ["removed implicit INT8"]),
+        (["--target", "jetson-orin", "--frontend", "torch-tensorrt", "--precision", "fp16"], ["torch-tensorrt"]),
+        (["--target", "jetson-orin", "--arch", "resnet20"], ["needs --calib-data"]),
+    ],
+)
+def test_bad_build_inputs(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+    out = tmp_path / "out"
+    assert_refused(run("build", *args, "-o", str(out)), out, *needles)
+
+
+def test_existing_foreign_folder_is_never_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = run("build", "--target", "jetson-orin", "--precision", "fp16", "-o", str(out))
+    assert result.exit_code == 2 and "not an edgeres build folder" in result.stderr, result.stderr
+    assert (out / "notes.txt").read_text() == "keep me", "the user's folder is untouched"
+
+
+def test_damaged_bundle_is_refused_by_compile(fp16_bundles: tuple[Path, Path, Result], tmp_path: Path) -> None:
+    import shutil
+
+    bundle = tmp_path / "copy"
+    shutil.copytree(fp16_bundles[0], bundle)
+    (bundle / "model.fp16.onnx").unlink()
+    result = run("compile", str(bundle))
+    assert result.exit_code == 2 and "model.fp16.onnx is missing" in result.stderr, result.stderr
+    shutil.copyfile(fp16_bundles[0] / "model.fp16.onnx", bundle / "model.fp16.onnx")
+    with open(bundle / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    result = run("compile", str(bundle))
+    assert result.exit_code == 2 and "model.onnx fails its sha256" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, f"one line: {result.stderr}"
+    assert not (bundle / "model.plan").exists(), "nothing built from a damaged bundle"
+
+
+def _fake_tensorrt(monkeypatch: pytest.MonkeyPatch, cc: tuple[int, int], build: object) -> None:
+    class FakeTRT:
+        __version__ = "10.3.0"
+
+    monkeypatch.setattr(edgeres.trt, "require_tensorrt", lambda: FakeTRT, raising=False)
+    monkeypatch.setattr(edgeres.trt, "local_compute_capability", lambda: cc, raising=False)
+    monkeypatch.setattr(edgeres.trt, "build_engine", build, raising=False)
+
+
+def test_compile_refuses_another_gpu(fp16_bundles: tuple[Path, Path, Result], monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(_settings: object) -> None:
+        raise AssertionError("build_engine must not run on a mismatched GPU")
+
+    _fake_tensorrt(monkeypatch, (8, 6), never)
+    result = run("compile", str(fp16_bundles[0]))
+    assert result.exit_code == 2 and "sm_8.6" in result.stderr and "jetson-orin" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, f"one line: {result.stderr}"
+    assert not (fp16_bundles[0] / "model.plan").exists(), "no plan written"
+
+
+def test_compile_reports_out_of_memory(fp16_bundles: tuple[Path, Path, Result], monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeres.trt.loaders import explain_build_failure
+
+    seen = {}
+
+    def oom(settings: object) -> None:
+        seen["settings"] = settings
+        raise BuildError(explain_build_failure(["[defaultAllocator.cpp] Error: out of memory"], settings.workspace_bytes))
+
+    _fake_tensorrt(monkeypatch, (8, 7), oom)
+    result = run("compile", str(fp16_bundles[0]), "--workspace", "256")
+    assert result.exit_code == 2 and "out of GPU memory" in result.stderr and "workspace" in result.stderr, result.stderr
+    settings = seen["settings"]
+    assert settings.onnx_path.name == "model.onnx" and settings.precision == "fp16", "TensorRT 10.3 builds from FP32 ONNX"
+    assert settings.opt_batch == 4 and settings.max_batch == 8 and settings.expected_compute_capability == (8, 7), "manifest -> settings"
+    assert settings.workspace_bytes == 256 << 20 and "256 MiB" in result.stderr, "--workspace overrides the bundle's limit"
+    assert not (fp16_bundles[0] / "model.plan").exists(), "no half-written plan"
+
+
+def test_missing_tensorrt_message(monkeypatch: pytest.MonkeyPatch, fp16_bundles: tuple[Path, Path, Result]) -> None:
+    from edgeres.trt.loaders import INSTALL_HINT
+
+    def absent() -> None:
+        raise TensorRTUnavailableError(f"TensorRT is not importable in this Python (No module named 'tensorrt'); {INSTALL_HINT}")
+
+    monkeypatch.setattr(edgeres.trt, "require_tensorrt", absent, raising=False)
+    result = run("compile", str(fp16_bundles[0]))
+    assert result.exit_code == 2 and "JetPack" in result.stderr and "pypi.nvidia.com" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, f"one line: {result.stderr}"
+
+
+def test_torch_tensorrt_frontend_absent_is_refused_cleanly() -> None:
+    if importlib.util.find_spec("torch_tensorrt") is not None:
+        pytest.skip("torch_tensorrt is installed here")
+    from edgeres.build import compile_torch_tensorrt
+
+    with pytest.raises(TensorRTUnavailableError, match="pip install torch-tensorrt"):
+        compile_torch_tensorrt(None, None, Path("."), None)
+
+
+def test_compile_and_build_modules_import_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, edgeres.cli.compile, edgeres.build, edgeres.bundle, edgeres.trtexec, edgeres.targets; print(sorted(m for m in ('torch', 'onnx', 'tensorrt') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"compile path imports heavy modules: {out}"
+
+
+def test_engine_path_with_stand_in_tensorrt(tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Orchestration of the engine branch (TensorRT and GPU replaced; no real engine is built)."""
+    calls = []
+
+    def fake_build(settings: object) -> str:
+        calls.append(settings)
+        Path(settings.plan_path).write_bytes(b"stand-in plan")
+        return "sidecar"
+
+    _fake_tensorrt(monkeypatch, (8, 7), fake_build)
+    out = tmp_path / "engine"
+    result = run("build", "--target", "jetson-orin", "--arch", "resnet20", "--weights", str(weights),
+                 "--precision", "fp16", "-o", str(out))
+    assert result.exit_code == 0, result.output + result.stderr
+    assert f"built engine {out}/model.plan" in result.output, result.output
+    assert (out / "model.plan").read_bytes() == b"stand-in plan", "plan written into the output folder"
+    (settings,) = calls
+    assert settings.onnx_path.name == "model.onnx" and settings.precision == "fp16", "TensorRT 10.3: FP32 ONNX + FP16 flag"
+    assert verify_bundle(out).tensorrt_version == "10.3.0", "the folder is also a verified bundle for the installed TensorRT"
+    other = run("build", "--target", "rtx30", "--arch", "resnet20", "--weights", str(weights), "--precision", "fp16",
+                "-o", str(tmp_path / "b"))
+    assert other.exit_code == 0 and "BUNDLE, not an engine" in other.output and "sm_8.7" in other.output, other.output
+    assert not calls[1:], "no engine for a target whose GPU is not here"
+
+
+@pytest.mark.skipif(not HAS_CALIBRATE, reason="needs edgeres.calibrate (branch calib)")
+def test_calibration_cache_is_reheadered_for_the_device_tensorrt(tmp_path: Path) -> None:
+    from edgeres.build import cache_for_version
+    from edgeres.calibrate.cache import read_calibration_cache, write_calibration_cache
+
+    cache = write_calibration_cache(tmp_path / "calib.cache", {"input": 0.0125, "/conv1/Conv_output_0": 0.03}, "10.3.0")
+    assert cache_for_version(cache, "10.3.0") == cache, "same version: the bundle's cache as is"
+    other = cache_for_version(cache, "8.6.2")
+    assert other != cache and other.read_text().startswith("TRT-8602-"), other.read_text()[:40]
+    assert read_calibration_cache(other) == read_calibration_cache(cache), "same scales under the new header"

@@ -1,0 +1,90 @@
+"""Deploy bundles: manifest, sha256 verification naming the file, build.sh run with a stand-in trtexec."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edgeres.bundle import MANIFEST, load_manifest, make_bundle, manifest_json, verify_bundle
+from edgeres.errors import BundleError
+from edgeres.trtexec import TrtexecSpec, build_script
+
+FIELDS = dict(
+    target="jetson-orin", compute_capability=(8, 7), precision="int8", int8_mode="qdq", input_name="input",
+    output_name="logits", input_shape=(1, 28, 28), min_batch=1, opt_batch=1, max_batch=8, workspace_mib=1024,
+    dla_core=None, gpu_fallback=True, tensorrt_version="10.3.0", tensorrt_versions=("10.3.0",),
+    recipe={"input_size": [28, 28]}, source={"arch": "resnet20", "weights_sha256": "ab" * 32}, edgeres_version="0.1.0",
+)
+
+
+def _bundle(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.onnx").write_bytes(b"fp32 onnx bytes")
+    (src / "model.qdq.onnx").write_bytes(b"qdq onnx bytes")
+    (src / "calib.cache").write_bytes(b"TRT-8601-EntropyCalibration2\ninput: 3c010a14\n")
+    spec = TrtexecSpec("int8", (1, 28, 28), int8_mode="qdq", max_batch=8, workspace_mib=1024)
+    from edgeres._io import sha256_file
+
+    sha = {p.name: sha256_file(p) for p in src.iterdir()}
+    script = build_script(spec, "10.3.0", target="jetson-orin", edgeres_version="0.1.0", sha256=sha)
+    out = tmp_path / "bundle"
+    make_bundle(out, {p.name: p for p in src.iterdir()}, FIELDS, script)
+    return out
+
+
+def test_manifest_lists_every_file_with_its_hash(tmp_path: Path) -> None:
+    out = _bundle(tmp_path)
+    manifest = verify_bundle(out)
+    on_disk = {p.name for p in out.iterdir()} - {MANIFEST}
+    assert set(manifest.files) == on_disk, f"every file hashed: {set(manifest.files)} vs {on_disk}"
+    assert manifest.target == "jetson-orin" and manifest.max_batch == 8, "fields round-trip"
+    data = json.loads((out / MANIFEST).read_text())
+    assert data["format"] == "edgeres-bundle/1" and data["source"]["weights_sha256"] == "ab" * 32, "manifest content"
+    assert (out / MANIFEST).read_text() == manifest_json(load_manifest(out)), "canonical JSON round-trips byte-for-byte"
+    assert os.access(out / "build.sh", os.X_OK), "build.sh is executable"
+    assert not list(tmp_path.glob(".bundle.*")), "no temporary folder left"
+
+
+@pytest.mark.parametrize("damage", ["missing", "changed"])
+def test_damaged_bundle_is_refused_naming_the_file(tmp_path: Path, damage: str) -> None:
+    out = _bundle(tmp_path)
+    if damage == "missing":
+        (out / "calib.cache").unlink()
+        match = "calib.cache is missing"
+    else:
+        (out / "model.qdq.onnx").write_bytes(b"qdq onnx bytez")
+        match = "model.qdq.onnx fails its sha256"
+    with pytest.raises(BundleError, match=match):
+        verify_bundle(out)
+
+
+def test_manifest_errors(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="not a folder"):
+        load_manifest(tmp_path / "nope")
+    with pytest.raises(BundleError, match="no manifest.json"):
+        load_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text('{"format": "edgeres-bundle/1", "target": "x"}')
+    with pytest.raises(BundleError, match="missing field"):
+        load_manifest(tmp_path)
+
+
+def test_build_sh_verifies_then_runs_trtexec(tmp_path: Path) -> None:
+    out = _bundle(tmp_path)
+    fake = tmp_path / "trtexec"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > args.txt\necho plan > model.plan\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "TRTEXEC": str(fake)}
+    done = subprocess.run(["sh", str(out / "build.sh")], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, f"build.sh failed: {done.stderr}"
+    args = (out / "args.txt").read_text().split()
+    assert "--onnx=model.qdq.onnx" in args and "--int8" in args, f"trtexec received the command: {args}"
+    (out / "args.txt").unlink()
+    (out / "model.onnx").write_bytes(b"tampered")
+    bad = subprocess.run(["sh", str(out / "build.sh")], capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "model.onnx" in bad.stdout + bad.stderr, "build.sh stops on a changed file"
+    assert not (out / "args.txt").exists(), "trtexec not run after a failed check"

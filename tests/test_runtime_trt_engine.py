@@ -1,0 +1,277 @@
+"""TrtEngine: plan checks (pure, real code paths) and engine logic over an in-memory stand-in.
+
+The stand-in (tests/_trt_standin.py) is NOT TensorRT and NOT a GPU; it lets the
+engine's own bookkeeping run on a CPU. Real-binding API conformance is in
+test_runtime_trt_conformance.py; a real GPU run is not verified here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+from tests._runtime_helpers import reference_onnx, sample_batch
+from tests._trt_standin import PLAN_MAGIC, StandinCuda, standin_tensorrt
+from edgeres.runtime import (
+    Engine,
+    EngineClosedError,
+    EngineInputError,
+    PlanIntegrityError,
+    PlanMismatchError,
+    SidecarMissingWarning,
+)
+from edgeres.runtime.trt_engine import TrtEngine, plan_mismatches, version_key
+from edgeres.sidecar import PlanSidecar, TensorSpec, write_sidecar
+
+MAX_BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def onnx_bytes():
+    return reference_onnx().read_bytes()
+
+
+def make_sidecar(plan: bytes, *, version="10.3.0", cc=(8, 7), sha=None) -> PlanSidecar:
+    return PlanSidecar(
+        tensorrt_version=version, compute_capability=cc, device_name="Jetson AGX Orin", precision="fp16",
+        inputs=(TensorSpec("input", (-1, 1, 28, 28), "float32"),), outputs=(TensorSpec("logits", (-1, 10), "float32"),),
+        min_batch=1, opt_batch=4, max_batch=MAX_BATCH, plan_sha256=sha or hashlib.sha256(plan).hexdigest(),
+        onnx_sha256="0" * 64, edgeres_version="0.1.0",
+        recipe={"input_size": [28, 28], "in_channels": 1, "resize": None, "mean": [0.1307], "std": [0.3081],
+                "num_classes": 10},
+    )
+
+
+@pytest.fixture()
+def plan_path(tmp_path, onnx_bytes):
+    path = tmp_path / "model.plan"
+    path.write_bytes(PLAN_MAGIC + onnx_bytes)
+    write_sidecar(path, make_sidecar(path.read_bytes()))
+    return path
+
+
+@pytest.fixture()
+def cuda():
+    return StandinCuda(compute_capability=(8, 7))
+
+
+def open_standin(path, cuda, **kw) -> TrtEngine:
+    return Engine(path, _trt=standin_tensorrt(cuda, max_batch=MAX_BATCH), _cuda=cuda, **kw)
+
+
+def reference(onnx_bytes, x):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+
+
+# --- pure plan checks ------------------------------------------------------------------------
+
+
+def test_version_key_compares_to_patch_level():
+    assert version_key("10.3.0.26") == version_key("10.3.0") == (10, 3, 0), "build number ignored"
+    assert version_key("8.6.1b") == (8, 6, 1) and version_key("11.4") == (11, 4), "tails cut, short versions kept"
+
+
+def test_plan_mismatches_name_both_sides():
+    sidecar = make_sidecar(b"x")
+    assert plan_mismatches(sidecar, "10.3.0.26", (8, 7)) == [], "same version and device: compatible"
+    problems = plan_mismatches(sidecar, "8.6.1", (7, 2))
+    assert problems == ["TensorRT 10.3.0 (this machine: TensorRT 8.6.1)",
+                        "compute capability 8.7 (this machine: 7.2)"], problems
+
+
+# --- opening ---------------------------------------------------------------------------------
+
+
+def test_wrong_tensorrt_version_is_refused_with_rebuild_command(plan_path, cuda):
+    trt = standin_tensorrt(cuda, version="8.6.1")
+    with pytest.raises(PlanMismatchError, match=r"built on Jetson AGX Orin for TensorRT 10\.3\.0 \(this machine: "
+                                                r"TensorRT 8\.6\.1\).*edgeres compile"):
+        Engine(plan_path, _trt=trt, _cuda=cuda)
+
+
+def test_wrong_compute_capability_is_refused(plan_path):
+    other = StandinCuda(compute_capability=(7, 2))
+    with pytest.raises(PlanMismatchError, match=r"compute capability 8\.7 \(this machine: 7\.2\).*rebuild"):
+        open_standin(plan_path, other)
+    (plan_path.parent / "manifest.json").write_text("{}")
+    with pytest.raises(PlanMismatchError, match=f"edgeres compile {plan_path.parent}"):
+        open_standin(plan_path, other)  # inside a bundle the hint names the bundle folder
+
+
+def test_sidecar_sha256_mismatch_is_refused(plan_path, cuda):
+    write_sidecar(plan_path, make_sidecar(b"", sha="ab" * 32))
+    with pytest.raises(PlanIntegrityError, match=r"does not match its sidecar model\.plan\.json: expected sha256 "
+                                                 r"abababab.*received"):
+        open_standin(plan_path, cuda)
+
+
+def test_missing_sidecar_warns_then_opens(plan_path, cuda):
+    plan_path.with_name("model.plan.json").unlink()
+    with pytest.warns(SidecarMissingWarning, match="no sidecar model.plan.json"):
+        engine = open_standin(plan_path, cuda)
+    with engine:
+        assert engine.infer(sample_batch(1)).shape == (1, 10), "plan without sidecar still runs"
+
+
+@pytest.mark.parametrize(("content", "pattern"), [(b"", "is empty"), (b"corrupt bytes", "could not deserialize")])
+def test_corrupt_or_empty_plan(tmp_path, cuda, content, pattern):
+    path = tmp_path / "model.plan"
+    path.write_bytes(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SidecarMissingWarning)
+        with pytest.raises(PlanIntegrityError, match=pattern):
+            open_standin(path, cuda)
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def test_io_batch_profile_and_recipe_come_from_engine_and_sidecar(plan_path, cuda):
+    with open_standin(plan_path, cuda) as e:
+        assert isinstance(e, TrtEngine) and e.backend == "tensorrt", type(e)
+        assert (e.min_batch, e.opt_batch, e.max_batch) == (1, 4, MAX_BATCH), (e.min_batch, e.opt_batch, e.max_batch)
+        assert e.inputs[0].shape == (-1, 1, 28, 28) and e.inputs[0].dtype == np.float32, e.inputs
+        assert e.recipe is not None and e.recipe.mean == (0.1307,), e.recipe
+
+
+def test_dynamic_batches_match_reference(plan_path, cuda, onnx_bytes):
+    with open_standin(plan_path, cuda) as e:
+        for batch in (1, 3, MAX_BATCH, 2):
+            x = sample_batch(batch, seed=batch)
+            np.testing.assert_allclose(e.infer(x), reference(onnx_bytes, x), rtol=1e-6, atol=1e-6,
+                                       err_msg=f"batch {batch} output differs")
+        with pytest.raises(EngineInputError, match=r"batch 9 is outside.*1 <= N <= 8.*rebuild with a larger max batch"):
+            e.infer(sample_batch(MAX_BATCH + 1))
+        with pytest.raises(EngineInputError, match="expected float32.*received float16"):
+            e.infer(sample_batch(1).astype(np.float16))
+
+
+def test_async_results_survive_later_calls_on_the_same_thread(plan_path, cuda, onnx_bytes):
+    xs = [sample_batch(2, seed=s) for s in range(3)]
+    with open_standin(plan_path, cuda) as e:
+        pending = [e.infer_async(x) for x in xs]  # all share one slot's buffers
+        assert not pending[-1].done(), "stand-in stream runs only on synchronize: work is still queued"
+        for p, x in zip(pending, xs):
+            np.testing.assert_allclose(p.result(), reference(onnx_bytes, x), rtol=1e-6, atol=1e-6,
+                                       err_msg="an earlier async result was overwritten by a later call")
+        assert pending[-1].done(), "collected results are done"
+
+
+def test_caller_stream_is_used(plan_path, cuda):
+    with open_standin(plan_path, cuda) as e:
+        handle = cuda.stream_create()
+        p = e.infer_async(sample_batch(1), stream=handle)
+        assert len(cuda.streams[handle]) == 3, "H2D, execute and D2H must be queued on the caller's stream"
+        assert p.result().shape == (1, 10), "result from the caller's stream"
+        cuda.stream_destroy(handle)
+
+
+def test_gpu_inputs_are_bound_without_copy(plan_path, cuda, onnx_bytes):
+    from tests.test_runtime_arrays import CaiTensor
+
+    x = sample_batch(2, seed=4)
+    device = cuda.malloc(x.nbytes)
+    np.ctypeslib.as_array((np.ctypeslib.ctypes.c_uint8 * x.nbytes).from_address(device.ptr))[:] = x.view(np.uint8).ravel()
+    gpu_tensor = CaiTensor(np.ctypeslib.as_array((np.ctypeslib.ctypes.c_float * x.size).from_address(device.ptr))
+                           .reshape(x.shape))
+    other = sample_batch(2, seed=99)
+    with open_standin(plan_path, cuda) as e:
+        e.infer(other)  # the engine's own input buffer now holds other data than the GPU tensor
+        copies = cuda.h2d
+        out = e.infer(gpu_tensor)
+        assert cuda.h2d == copies, "a GPU input must not be copied host-to-device"
+        np.testing.assert_allclose(out, reference(onnx_bytes, x), rtol=1e-6, atol=1e-6, err_msg="zero-copy result")
+        strided = CaiTensor(np.asfortranarray(x))
+        with pytest.raises(EngineInputError, match="C-contiguous GPU tensor"):
+            e.infer(strided)
+        np.testing.assert_allclose(e.infer(other), reference(onnx_bytes, other), rtol=1e-6, atol=1e-6,
+                                   err_msg="host input after a GPU input must rebind the engine's own buffer")
+    cuda.free(device)
+
+
+def test_cuda_graph_is_captured_once_then_replayed(plan_path, cuda, onnx_bytes):
+    x = sample_batch(3, seed=8)
+    with open_standin(plan_path, cuda, cuda_graph=True) as e:
+        outs = [e.infer(x) for _ in range(4)]
+        assert cuda.captures == 1 and cuda.launches == 3, f"captures {cuda.captures}, launches {cuda.launches}"
+        e.infer(sample_batch(1))
+        assert cuda.captures == 2, "a new shape gets its own graph"
+    for out in outs:
+        np.testing.assert_allclose(out, reference(onnx_bytes, x), rtol=1e-6, atol=1e-6, err_msg="graph replay result")
+
+
+def test_one_context_per_thread_and_ended_threads_hand_theirs_on(plan_path, cuda, onnx_bytes):
+    x = sample_batch(2, seed=6)
+    expected = reference(onnx_bytes, x)
+    errors: list[str] = []
+    with open_standin(plan_path, cuda) as e:
+        barrier = threading.Barrier(4)
+
+        def work() -> None:
+            barrier.wait()
+            for _ in range(25):
+                if not np.allclose(e.infer(x), expected, rtol=1e-6, atol=1e-6):
+                    errors.append("mismatch")
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(e._slots) == 4, f"expected one slot per concurrent thread, got {len(e._slots)}"
+        later = threading.Thread(target=lambda: e.infer(x))
+        later.start()
+        later.join()
+        assert len(e._slots) == 4, "a new thread must adopt an ended thread's slot, not allocate another"
+    assert not errors, f"{len(errors)} threaded outputs differ"
+
+
+def test_close_frees_every_buffer_stream_and_event(plan_path, cuda):
+    e = open_standin(plan_path, cuda, cuda_graph=True)
+    pending = e.infer_async(sample_batch(2))
+    threading.Thread(target=lambda: e.infer(sample_batch(1))).start()
+    e.infer(sample_batch(1))
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and not t.daemon:
+            t.join(timeout=30)
+    assert cuda.live_device and cuda.live_host, "buffers exist while open"
+    e.close()
+    assert not cuda.live_device and not cuda.live_host, f"leaked {len(cuda.live_device)} device / {len(cuda.live_host)} host"
+    assert not cuda.events and not cuda.graphs, f"leaked events {cuda.events} graphs {cuda.graphs}"
+    assert set(cuda.streams) == set(), f"leaked streams {list(cuda.streams)}"
+    assert pending.result().shape == (2, 10), "a result handed out before close() stays readable"
+    with pytest.raises(EngineClosedError):
+        e.infer(sample_batch(1))
+
+
+def test_gpu_input_waits_for_its_producer_stream(plan_path, cuda, onnx_bytes):
+    from tests.test_runtime_arrays import CaiTensor
+
+    x = sample_batch(2, seed=12)
+    device = cuda.malloc(x.nbytes)
+    producer = cuda.stream_create()
+    cuda.memcpy_htod_async(device.ptr, x, producer)  # queued, not yet run: the data is not there yet
+    view = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_float * x.size).from_address(device.ptr)).reshape(x.shape)
+    with open_standin(plan_path, cuda) as e:
+        out = e.infer(CaiTensor(view, stream=producer))
+    np.testing.assert_allclose(out, reference(onnx_bytes, x), rtol=1e-6, atol=1e-6,
+                               err_msg="the engine read a GPU input before its producer stream wrote it")
+    cuda.stream_destroy(producer)
+    cuda.free(device)
+
+
+def test_forgotten_close_frees_on_garbage_collection(plan_path, cuda):
+    import gc
+
+    e = open_standin(plan_path, cuda)
+    e.infer(sample_batch(1))
+    assert cuda.live_device, "buffers exist while the engine lives"
+    del e
+    gc.collect()
+    assert not cuda.live_device and not cuda.live_host, "an engine dropped without close() leaked buffers"

@@ -1,0 +1,182 @@
+"""edgeres.trt in the main test process, where TensorRT is absent: lazy import, install hints,
+settings and precision rules, failure messages. The TensorRT calls themselves are checked
+against the real bindings in test_trt_conformance.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _write_model_function():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "trt_stubs" / "onnx_models.py"
+    spec = importlib.util.spec_from_file_location("edgeres_trt_stubs_onnx_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_model
+
+
+write_model = _write_model_function()
+
+from edgeres.errors import BuildError, TensorRTUnavailableError  # noqa: E402
+from edgeres.trt import caps as caps_mod  # noqa: E402
+from edgeres.trt import loaders  # noqa: E402
+from edgeres.trt.settings import EngineSettings  # noqa: E402
+
+
+def make_caps(major: int) -> caps_mod.Capabilities:
+    """Capabilities as the real 8.6 / 10.3 / 11.4 modules report them (see test_trt_conformance)."""
+    flags = major < 11
+    fields = {f.name: False for f in dataclasses.fields(caps_mod.Capabilities) if f.name != "version"}
+    fields.update(fp16_flag=flags, int8_flag=flags, implicit_int8_calibrator=flags, memory_pool_limit=True,
+                  progress_monitor=major >= 10, explicit_batch_flag=major < 11, timing_cache=True)
+    return caps_mod.Capabilities(version=f"{major}.0.0", **fields)
+
+
+def settings(tmp_path: Path, **kw) -> EngineSettings:
+    base = dict(onnx_path=tmp_path / "m.onnx", plan_path=tmp_path / "model.plan", precision="fp32", input_shape=(3, 8, 8))
+    return EngineSettings(**{**base, **kw})
+
+
+def test_import_is_lazy():
+    code = "import sys, edgeres.trt, edgeres.trt.settings; print(sorted(m for m in ('tensorrt', 'torch', 'onnx', 'cuda') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"import edgeres.trt loaded heavy modules: {out}"
+
+
+def test_require_tensorrt_without_tensorrt(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # as if not installed, even where it is
+    loaders._import_tensorrt.cache_clear()
+    with pytest.raises(TensorRTUnavailableError) as info:
+        loaders.require_tensorrt()
+    loaders._import_tensorrt.cache_clear()
+    msg = str(info.value)
+    for hint in ("JetPack", "sudo apt install python3-libnvinfer", "pip install --extra-index-url https://pypi.nvidia.com tensorrt"):
+        assert hint in msg, f"install hint {hint!r} missing from: {msg}"
+    assert "\n" not in msg, "the CLI prints one line"
+
+
+def test_build_engine_without_tensorrt_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    loaders._import_tensorrt.cache_clear()
+    write_model(tmp_path / "m.onnx")
+    with pytest.raises(TensorRTUnavailableError, match="TensorRT is not importable"):
+        loaders.build_engine(settings(tmp_path))
+    loaders._import_tensorrt.cache_clear()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"], "nothing may be written when TensorRT is missing"
+
+
+def test_onnx_precision_reads_types_and_qdq(tmp_path):
+    fp32 = loaders.onnx_precision(write_model(tmp_path / "a.onnx", "fp32"))
+    fp16 = loaders.onnx_precision(write_model(tmp_path / "b.onnx", "fp16"))
+    qdq = loaders.onnx_precision(write_model(tmp_path / "c.onnx", "qdq"))
+    assert fp32 == loaders.OnnxPrecision(frozenset({"float32"}), False), f"fp32 model read as {fp32}"
+    assert fp16 == loaders.OnnxPrecision(frozenset({"float16"}), False), f"fp16 model read as {fp16}"
+    assert qdq == loaders.OnnxPrecision(frozenset({"float16"}), True), f"Q/DQ model read as {qdq}"
+
+
+@pytest.mark.parametrize("major, kind, precision, int8_mode, match", [
+    (11, "fp32", "fp16", "qdq", "strongly typed .*needs an ONNX with float16 tensors, received .* with float32"),
+    (11, "fp32", "int8", "qdq", "needs a Q/DQ ONNX"),
+    (11, "fp32", "int8", "calibrator", "removed implicit INT8 calibration"),
+    (10, "fp32", "int8", "qdq", "needs a Q/DQ ONNX.*or use int8_mode='calibrator'"),
+    (10, "qdq", "int8", "calibrator", "already has Q/DQ nodes"),
+])
+def test_precision_refusals(tmp_path, major, kind, precision, int8_mode, match):
+    onnx = loaders.onnx_precision(write_model(tmp_path / "m.onnx", kind))
+    s = settings(tmp_path, precision=precision, int8_mode=int8_mode)
+    with pytest.raises(BuildError, match=match):
+        loaders.check_precision_support(s, make_caps(major), onnx)
+
+
+@pytest.mark.parametrize("major, kind, precision", [
+    (8, "fp32", "fp16"), (10, "fp32", "best"), (10, "qdq", "int8"), (11, "fp16", "fp16"), (11, "qdq", "int8"), (11, "fp32", "fp32"),
+])
+def test_precision_accepted(tmp_path, major, kind, precision):
+    onnx = loaders.onnx_precision(write_model(tmp_path / "m.onnx", kind))
+    loaders.check_precision_support(settings(tmp_path, precision=precision), make_caps(major), onnx)
+
+
+def test_explain_build_failure():
+    oom = loaders.explain_build_failure(["[virtualMemoryBuffer.cpp] Error: out of memory"], 1 << 30)
+    assert "ran out of GPU memory" in oom and "1024 MiB" in oom and "--workspace" in oom, f"OOM message: {oom}"
+    other = loaders.explain_build_failure(["Network validation failed.\nline two"], 1 << 30)
+    assert other == "TensorRT could not build the engine: Network validation failed. line two", f"message: {other}"
+
+
+def test_compute_capability_check(tmp_path):
+    s = settings(tmp_path, expected_compute_capability=(8, 7), target="orin-nano")
+    loaders.check_compute_capability(s, (8, 7), "Orin")
+    loaders.check_compute_capability(s, None, "unknown")  # no GPU: the builder step reports that
+    with pytest.raises(BuildError, match=r"target orin-nano has compute capability 8\.7, this GPU \(RTX\) has 8\.6.*--allow-mismatch"):
+        loaders.check_compute_capability(s, (8, 6), "RTX")
+    loaders.check_compute_capability(dataclasses.replace(s, allow_mismatch=True), (8, 6), "RTX")
+
+
+def test_probe_table_covers_capabilities():
+    fields = {f.name for f in dataclasses.fields(caps_mod.Capabilities)} - {"version"}
+    assert fields == set(caps_mod.PROBES), f"Capabilities fields and PROBES differ: {fields ^ set(caps_mod.PROBES)}"
+
+
+def test_local_compute_capability_without_gpu():
+    import torch
+
+    from edgeres.runtime import cuda
+
+    cc = loaders.local_compute_capability()
+    if cuda.local_device() is None:  # no GPU, or no cuda-python/pycuda to ask it (torch is not asked: one CUDA layer)
+        assert cc is None, f"no GPU or no CUDA binding here, local_compute_capability() returned {cc}"
+    elif torch.cuda.is_available():
+        assert cc == tuple(torch.cuda.get_device_capability(0)), f"compute capability {cc} disagrees with torch"
+    else:  # a GPU, but CPU-only torch cannot confirm the number
+        assert isinstance(cc, tuple) and len(cc) == 2 and cc >= (3, 0), f"compute capability {cc} is not (major, minor)"
+
+
+def test_local_compute_capability_comes_from_the_runtime_cuda_layer(monkeypatch):
+    from edgeres.runtime import cuda
+
+    class Gpu(cuda.CudaApi):
+        def __init__(self, device):
+            self.device = device
+
+        def compute_capability(self):
+            return (8, 7)
+
+        def device_name(self):
+            return "Orin"
+
+    monkeypatch.setattr(cuda, "BINDINGS", {"fake": Gpu})
+    assert loaders.local_compute_capability() == (8, 7), "compute capability must come from edgeres.runtime.cuda"
+
+
+def test_default_allocator_without_bindings_says_what_to_install(monkeypatch):
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.driver"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    with pytest.raises(TensorRTUnavailableError) as info:
+        loaders.default_allocator()
+    msg = str(info.value)
+    assert "cuda-python" in msg and "pycuda" in msg and "pip install cuda-python" in msg, f"message: {msg}"
+
+
+def test_cuda_allocator_owns_and_frees_its_buffers():
+    import numpy as np
+
+    from tests._trt_standin import StandinCuda
+
+    api = StandinCuda()
+    alloc = loaders.CudaAllocator(api)
+    data = np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)
+    ptr = alloc.alloc(data.nbytes)
+    assert isinstance(ptr, int) and ptr in api.live_device, f"alloc must return the int device pointer, got {ptr!r}"
+    alloc.copy_htod(ptr, data)
+    got = api.live_device[ptr][: data.nbytes].view(np.float32).reshape(data.shape)
+    np.testing.assert_array_equal(got, data, err_msg="copy_htod must leave the batch in device memory")
+    alloc.free(ptr)
+    alloc.free(ptr)  # the calibrator may free twice (after the last batch and after the build)
+    assert not api.live_device, f"device memory left after free: {list(api.live_device)}"

@@ -1,0 +1,110 @@
+"""trtexec command lines per TensorRT version, checked against the options each release parses.
+
+tests/data/trtexec_documented_flags.json lists the options that
+samples/common/sampleOptions.cpp parses on each release/<version> branch of
+github.com/NVIDIA/TensorRT (extracted from the source, not typed by hand).
+The command lines are not executed: no TensorRT here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edgeres.errors import BuildError
+from edgeres.trtexec import TRTEXEC_FLAGS, TrtexecSpec, build_script, flag_supported, parse_version, trtexec_argv
+
+DOCUMENTED = json.loads((Path(__file__).parent / "data" / "trtexec_documented_flags.json").read_text())["versions"]
+# versions the shipped targets use, mapped to the release branch whose options they parse
+FIELD_VERSIONS = {"8.2.1": "8.2", "8.5.2": "8.5", "8.6.1": "8.6", "8.6.2": "8.6", "10.3.0": "10.3", "10.8.0": "10.7", "11.0.0": "11.0", "11.1.0": "11.1"}
+SHAPE = (1, 28, 28)
+
+
+def _flags(argv: list[str]) -> list[str]:
+    return [a.split("=", 1)[0] for a in argv[1:]]
+
+
+@pytest.mark.parametrize("branch", sorted(DOCUMENTED))
+def test_flag_table_matches_each_release(branch: str) -> None:
+    documented = set(DOCUMENTED[branch]["build_model_system_inference_options"])
+    version = parse_version(branch)
+    for flag in TRTEXEC_FLAGS:
+        assert flag_supported(flag, version) == (flag in documented), (
+            f"table says {flag} {'is' if flag_supported(flag, version) else 'is not'} parsed by {branch}, source disagrees"
+        )
+
+
+SPECS = [
+    TrtexecSpec("fp32", SHAPE, max_batch=8),
+    TrtexecSpec("fp16", SHAPE, max_batch=8, opt_batch=4),
+    TrtexecSpec("int8", SHAPE, int8_mode="qdq", max_batch=8),
+    TrtexecSpec("int8", SHAPE, int8_mode="calibrator", max_batch=8),
+    TrtexecSpec("int8", SHAPE, int8_mode="qdq", dla_core=1, max_batch=8),
+    TrtexecSpec("fp16", SHAPE, dla_core=0, gpu_fallback=False),
+]
+
+
+@pytest.mark.parametrize("version, branch", sorted(FIELD_VERSIONS.items()))
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.precision}-{s.int8_mode}-dla{s.dla_core}")
+def test_every_generated_flag_is_documented(version: str, branch: str, spec: TrtexecSpec) -> None:
+    documented = set(DOCUMENTED[branch]["build_model_system_inference_options"])
+    v = parse_version(version)
+    if (spec.dla_core is not None and not ((8, 0) <= v < (10, 8))) or (
+        v >= (11, 0) and spec.int8_mode == "calibrator"
+    ):
+        with pytest.raises(BuildError):
+            trtexec_argv(spec, version)
+        return
+    argv = trtexec_argv(spec, version)
+    missing = [f for f in _flags(argv) if f not in documented]
+    assert not missing, f"TensorRT {version} (release/{branch}) does not parse {missing}: {argv}"
+
+
+def test_precision_flags_by_version() -> None:
+    fp16 = TrtexecSpec("fp16", SHAPE, max_batch=8)
+    assert "--fp16" in trtexec_argv(fp16, "10.3.0"), "10.x takes the FP32 ONNX plus --fp16"
+    assert "--onnx=model.onnx" in trtexec_argv(fp16, "10.3.0"), "10.x: FP32 ONNX"
+    argv11 = trtexec_argv(fp16, "11.1.0")
+    assert not {"--fp16", "--int8", "--best", "--calib"} & set(_flags(argv11)), f"11.x has no precision flags: {argv11}"
+    assert "--onnx=model.fp16.onnx" in argv11, f"11.x builds FP16 from the FP16 ONNX: {argv11}"
+    qdq11 = trtexec_argv(TrtexecSpec("int8", SHAPE, int8_mode="qdq"), "11.0.0")
+    assert "--onnx=model.qdq.fp16.onnx" in qdq11, f"11.x INT8 uses the Q/DQ model with FP16 rest: {qdq11}"
+    calib = trtexec_argv(TrtexecSpec("int8", SHAPE, int8_mode="calibrator"), "8.5.2")
+    assert {"--int8", "--fp16", "--calib"} <= set(_flags(calib)) and "--onnx=model.onnx" in calib, f"implicit INT8: {calib}"
+
+
+def test_workspace_and_skip_flags_by_version() -> None:
+    spec = TrtexecSpec("fp16", SHAPE, workspace_mib=2048)
+    assert "--workspace=2048" in trtexec_argv(spec, "8.2.1"), "8.2 has no --memPoolSize"
+    assert "--memPoolSize=workspace:2048" in trtexec_argv(spec, "8.5.2"), "8.4+ prefers --memPoolSize"
+    assert "--memPoolSize=workspace:2048" in trtexec_argv(spec, "10.3.0"), "10.x dropped --workspace"
+    assert "--buildOnly" in trtexec_argv(spec, "8.5.2") and "--skipInference" in trtexec_argv(spec, "8.6.2"), "skip flag"
+    assert "--explicitBatch" not in " ".join(trtexec_argv(spec, "8.2.1")), "deprecated no-op never emitted"
+
+
+def test_shapes_and_dla() -> None:
+    argv = trtexec_argv(TrtexecSpec("int8", SHAPE, int8_mode="qdq", min_batch=1, opt_batch=4, max_batch=16, dla_core=1), "10.3.0")
+    assert "--minShapes=input:1x1x28x28" in argv and "--optShapes=input:4x1x28x28" in argv, f"shapes: {argv}"
+    assert "--maxShapes=input:16x1x28x28" in argv, f"max shape: {argv}"
+    assert "--useDLACore=1" in argv and "--allowGPUFallback" in argv, f"DLA flags: {argv}"
+    with pytest.raises(BuildError, match="no DLA support"):
+        trtexec_argv(TrtexecSpec("fp16", SHAPE, dla_core=0), "11.1.0")
+    assert "--useDLACore=0" in trtexec_argv(TrtexecSpec("fp16", SHAPE, dla_core=0), "11.4.1"), "DLA back in 11.4"
+    with pytest.raises(BuildError, match="FP16 or INT8"):
+        trtexec_argv(TrtexecSpec("fp32", SHAPE, dla_core=0), "10.3.0")
+    with pytest.raises(BuildError, match="batch range"):
+        trtexec_argv(TrtexecSpec("fp16", SHAPE, opt_batch=8, max_batch=4), "10.3.0")
+
+
+def test_build_script_is_valid_shell(tmp_path: Path) -> None:
+    spec = TrtexecSpec("int8", SHAPE, int8_mode="qdq", max_batch=8)
+    text = build_script(spec, "10.3.0", target="jetson-orin", edgeres_version="0.1.0", sha256={"model.qdq.onnx": "0" * 64})
+    assert text.startswith("#!/bin/sh\n") and "sha256sum -c -" in text, "script verifies hashes first"
+    path = tmp_path / "build.sh"
+    path.write_text(text)
+    result = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, f"sh -n rejects build.sh: {result.stderr}"
+    assert "--onnx=model.qdq.onnx" in text and "--int8" in text, "the command is in the script"
