@@ -13,6 +13,12 @@ from typing import Iterator
 from edgeres.errors import OutputPathError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def check_writable_parent(path: str | os.PathLike[str]) -> Path:
     """Return ``path`` as a Path after checking its folder exists and is writable.
 
@@ -45,6 +51,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -86,6 +93,7 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = True) -> Itera
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
     except OSError as exc:
         raise OutputPathError(f"cannot write folder {path}: {exc.strerror or exc}") from exc
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if path.exists():

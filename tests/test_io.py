@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,10 @@ def test_atomic_path_renames_on_success(tmp_path: Path) -> None:
         assert not target.exists(), "the final path appears only after success"
     assert target.read_text() == "done", "content moved into place"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"], "no temporary file left"
+    mask = os.umask(0)
+    os.umask(mask)
+    mode = target.stat().st_mode & 0o777
+    assert mode == 0o666 & ~mask, f"outputs get the umask's permissions, not mkstemp's 0600: {oct(mode)}"
 
 
 def test_atomic_path_failure_keeps_old_file(tmp_path: Path) -> None:
