@@ -3,7 +3,8 @@
 For resnet18 and resnet50 at batch 1 and 8:
   * torch eager FP32, unfolded vs BN-folded (same weights), alternated;
   * onnxruntime CPU FP32 on the exported folded model vs torch eager folded.
-Each pair runs in alternating rounds (A B A B ...); a round times ``--iters``
+onnxruntime's thread pool does not spin between runs, so it cannot slow the torch
+side that follows it. Each pair runs in alternating rounds (A B A B ...); a round times ``--iters``
 calls after a warm-up, and the table shows the median per-call latency of each
 side and the median of the per-round ratios. Results go to stdout and JSON.
 
@@ -98,6 +99,8 @@ def main() -> int:
             edgeres.export_onnx(folded, onnx_path, (1, 3, 224, 224))
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = args.threads
+            # onnxruntime's pool otherwise spin-waits after each run and steals the cores torch runs on next
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
             for batch in map(int, args.batches.split(",")):
                 x_np = realistic_inputs((batch, 3, 224, 224))
