@@ -129,7 +129,7 @@ def test_no_arguments_benchmarks_reference_int8_vs_fp32(tmp_path: Path) -> None:
     assert result.exit_code == 0, f"default bench failed: {result.stderr}"
     data = json.loads(out.read_text())
     cand, ref = data["candidate"], data["reference"]
-    assert cand["model"].endswith("model.qdq.onnx") and ref["model"].endswith("model.onnx"), f"INT8 vs FP32: {cand['model']}, {ref['model']}"
+    assert cand["model"].endswith("model.qdq.ort.onnx") and ref["model"].endswith("model.onnx"), f"INT8 vs FP32: {cand['model']}, {ref['model']}"
     assert cand["execution_providers"] == ref["execution_providers"] == ["CPUExecutionProvider"], "both on onnxruntime CPU"
     assert data["inputs"]["description"].endswith("reference:test"), f"real test digits as inputs: {data['inputs']}"
     agreement = data["results"][0]["agreement"]

@@ -28,24 +28,22 @@ from edgeres.errors import BenchError
 DATA_POOL_SAMPLES = 512
 
 
-#: Calibration of the no-argument default: percentile (99.99%) activation ranges, and the Q/DQ
-#: placement onnxruntime's CPU provider turns into INT8 kernels (QLinearConv/QLinearAdd).
-DEFAULT_CALIBRATION = {"method": "percentile", "placement": "onnxruntime"}
+#: Calibration method of the no-argument default (edgeres calibrate's default).
+DEFAULT_CALIBRATION_METHOD = "entropy"
 
 
-def onnxruntime_qdq_onnx(fp32: Path, dataset: Any, folder: Path, method: str = DEFAULT_CALIBRATION["method"]) -> Path:
-    """Calibrate ``fp32`` on ``dataset`` and write ``folder/model.qdq.onnx`` with onnxruntime's Q/DQ placement.
+def onnxruntime_qdq_onnx(fp32: Path, dataset: Any, folder: Path, method: str = DEFAULT_CALIBRATION_METHOD) -> Path:
+    """Calibrate ``fp32`` on ``dataset`` and return the Q/DQ model placed for onnxruntime's CPU INT8 kernels.
 
-    The calibration's own outputs (TensorRT-placement Q/DQ, cache, report) go to ``folder/calib``.
+    The calibration's outputs (TensorRT-placement Q/DQ, onnxruntime-placement
+    Q/DQ, cache, report) go to ``folder/calib``.
     """
-    import onnx
-
-    from edgeres._io import write_bytes_atomic
-    from edgeres.calibrate import calibrate, qdq_model
+    from edgeres.calibrate import calibrate
 
     result = calibrate(fp32, dataset, folder / "calib", method=method, progress=False)
-    qdq = qdq_model(onnx.load(str(fp32)), result.scales, exclude=result.excluded_layers, placement="onnxruntime")
-    return write_bytes_atomic(folder / "model.qdq.onnx", qdq.SerializeToString())
+    if result.ort_qdq_path is None:
+        raise BenchError("calibration wrote no onnxruntime-placement Q/DQ model")
+    return Path(result.ort_qdq_path)
 
 
 @contextlib.contextmanager
@@ -54,7 +52,7 @@ def reference_pair(log: Callable[[str], None]) -> Iterator[tuple[Path, Path]]:
 
     FP32: the shipped weights, BatchNorm folded, exported and checked against
     PyTorch. INT8: calibrated on the shipped calibration split with
-    :data:`DEFAULT_CALIBRATION`; the Q/DQ placement is onnxruntime's, since
+    :data:`DEFAULT_CALIBRATION_METHOD`; the Q/DQ placement is onnxruntime's, since
     the default comparison runs on onnxruntime CPU.
     """
     import torch
@@ -66,8 +64,8 @@ def reference_pair(log: Callable[[str], None]) -> Iterator[tuple[Path, Path]]:
     with tempfile.TemporaryDirectory(prefix="edgeres-bench-") as tmp:
         folder = Path(tmp)
         recipe = reference.reference_recipe()
-        log(f"- build the reference model's FP32 ONNX and INT8 Q/DQ ONNX ({DEFAULT_CALIBRATION['method']} calibration "
-            f"on the shipped calibration split, {DEFAULT_CALIBRATION['placement']} Q/DQ placement)")
+        log(f"- build the reference model's FP32 ONNX and INT8 Q/DQ ONNX ({DEFAULT_CALIBRATION_METHOD} calibration "
+            "on the shipped calibration split, onnxruntime Q/DQ placement)")
         model = reference.reference_model()
         calib = reference.reference_dataset("calib")
         example = torch.from_numpy(next(calib.batches(8))[0])
