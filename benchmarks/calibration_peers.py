@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     header = {"edgeres": edgeres.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
               "cpus": os.cpu_count(), "machine": platform.machine(),
-              "caveat": "CPU timings on a shared machine (other jobs running); compare ratios within this run"}
+              "caveat": "CPU timings: compare ratios within this run, not across machines or runs"}
     print(json.dumps(header), file=sys.stderr)
     results = []
     builders = []
