@@ -23,19 +23,7 @@ from typing import Any
 
 import numpy as np
 
-
-def fp32_onnx(arch: str, folder: Path) -> tuple[Path, tuple[int, int, int]]:
-    import torch
-
-    from edgeres import create_model, export_onnx, fold_batchnorm
-    from edgeres.models import recipe_for
-
-    torch.manual_seed(0)
-    shape = recipe_for(arch).input_shape
-    model = fold_batchnorm(create_model(arch), torch.randn(2, *shape))
-    path = folder / f"{arch}.onnx"
-    export_onnx(model, path, (1, *shape))
-    return path, shape
+from _common import fp32_onnx
 
 
 def int8_qdq_onnx(fp32: Path, shape: tuple[int, int, int], folder: Path, samples: int) -> Path:

@@ -25,21 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import fp32_onnx
+
 TARGET = 0.02
-
-
-def export(arch: str, folder: Path) -> tuple[Path, tuple[int, int, int]]:
-    import torch
-
-    from edgeres import create_model, export_onnx, fold_batchnorm
-    from edgeres.models import recipe_for
-
-    torch.manual_seed(0)
-    shape = recipe_for(arch).input_shape
-    model = fold_batchnorm(create_model(arch), torch.randn(2, *shape))
-    path = folder / f"{arch}.onnx"
-    export_onnx(model, path, (1, *shape))
-    return path, shape
 
 
 def bare_samples_ms(session, input_name: str, output_name: str, buffers: list[np.ndarray], duration_s: float) -> list[float]:
@@ -74,7 +62,7 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.models.split(","):
-            path, shape = export(arch, Path(tmp))
+            path, shape = fp32_onnx(arch, Path(tmp))
             backend = create_backend(path, options=BackendOptions(threads=args.threads))
             backend.load()
             buffers = InputSource().batches(shape, args.batch, 4)
