@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from edgeres.calibrate.calibrators import DEFAULT_METHOD
 from edgeres.errors import BuildError, BundleError, TensorRTUnavailableError
 from edgeres.targets import Target, load_target
 from edgeres.trtexec import TrtexecSpec, build_script, onnx_file_for, parse_version, strongly_typed
@@ -48,7 +49,7 @@ class BuildRequest:
     int8_mode: str | None = None
     calib_data: str | None = None
     calib_size: int | None = None
-    calib_method: str = "entropy"
+    calib_method: str = DEFAULT_METHOD
     batch: int | None = None
     max_batch: int | None = None
     dla_core: int | None = None

@@ -22,6 +22,7 @@ from edgeres.bench.inputs import InputSource
 from edgeres.bench.resolve import SideSpec, default_reference, side_spec
 from edgeres.bench.runner import BenchResult, run_benchmark
 from edgeres.bench.timing import TimingConfig
+from edgeres.calibrate.calibrators import DEFAULT_METHOD
 from edgeres.errors import BenchError
 
 #: Samples loaded from --data (rotating buffers draw batches from this pool).
@@ -29,7 +30,7 @@ DATA_POOL_SAMPLES = 512
 
 
 #: Calibration method of the no-argument default (edgeres calibrate's default).
-DEFAULT_CALIBRATION_METHOD = "entropy"
+DEFAULT_CALIBRATION_METHOD = DEFAULT_METHOD
 
 
 def onnxruntime_qdq_onnx(fp32: Path, dataset: Any, folder: Path, method: str = DEFAULT_CALIBRATION_METHOD) -> Path:

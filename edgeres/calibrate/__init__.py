@@ -11,12 +11,13 @@ from edgeres.calibrate.cache import (
     trt_version_code,
     write_calibration_cache,
 )
-from edgeres.calibrate.calibrators import CALIBRATORS, Histogram, compute_amax, scale_from_amax
+from edgeres.calibrate.calibrators import CALIBRATORS, DEFAULT_METHOD, Histogram, compute_amax, scale_from_amax
 from edgeres.calibrate.qdq import qdq_model
 
 __all__ = [
     "CALIBRATORS",
     "CalibrationResult",
+    "DEFAULT_METHOD",
     "Histogram",
     "calibrate",
     "calibrate_model",

@@ -21,7 +21,7 @@ import numpy as np
 from edgeres._io import write_bytes_atomic, write_text_atomic
 from edgeres.calibrate.budget import Budget, rank_by_sensitivity, search_exclusions
 from edgeres.calibrate.cache import calibration_cache_text, trt_version_code
-from edgeres.calibrate.calibrators import CALIBRATORS, DEFAULT_PERCENTILE, compute_amax, scale_from_amax
+from edgeres.calibrate.calibrators import CALIBRATORS, DEFAULT_METHOD, DEFAULT_PERCENTILE, compute_amax, scale_from_amax
 from edgeres.calibrate.qdq import qdq_model, qdq_summary, quantizable_layers, quantized_activations, weighted_nodes
 from edgeres.calibrate.report import LayerErrorAccumulator, format_table, json_safe, layer_macs
 from edgeres.calibrate.stats import check_input_shape, collect_statistics, observed_tensors, session_with_outputs
@@ -174,7 +174,7 @@ def calibrate(
     dataset: Any,
     out_dir: str | os.PathLike[str],
     *,
-    method: str = "entropy",
+    method: str = DEFAULT_METHOD,
     percentile: float = DEFAULT_PERCENTILE,
     trt_version: str = "10.3.0",
     eval_dataset: Any = None,
@@ -353,7 +353,7 @@ def calibrate_model(
 
     out_dir = _check_out_dir(Path(out_dir))
     check_options(
-        kwargs.get("method", "entropy"), kwargs.get("percentile", DEFAULT_PERCENTILE), kwargs.get("trt_version", "10.3.0"),
+        kwargs.get("method", DEFAULT_METHOD), kwargs.get("percentile", DEFAULT_PERCENTILE), kwargs.get("trt_version", "10.3.0"),
         kwargs.get("max_accuracy_drop"), kwargs.get("min_agreement"),
         eval_source is not None or (arch is None and weights is None and calib_source in (None, "reference:calib")),
         kwargs.get("batch_size", 32),

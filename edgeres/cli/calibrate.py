@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import click
 
+from edgeres.calibrate.calibrators import CALIBRATORS, DEFAULT_METHOD, DEFAULT_PERCENTILE
 from edgeres.cli._options import log, stage, weights_option
 
-METHODS = ("entropy", "max", "percentile", "mse")
+METHODS = tuple(CALIBRATORS)
 
 
 @click.command("calibrate")
 @click.option("--arch", default=None, help="Architecture name; omit (with --weights) to use the shipped reference model.")
 @weights_option()
 @click.option("--calib-data", default=None, help="Calibration images: image folder, .npy or .npz (reference:calib by default).")
-@click.option("--method", type=click.Choice(METHODS), default="entropy", show_default=True, help="Activation calibrator.")
-@click.option("--percentile", type=float, default=99.99, show_default=True, help="For --method percentile.")
+@click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True, help="Activation calibrator.")
+@click.option("--percentile", type=float, default=DEFAULT_PERCENTILE, show_default=True, help="For --method percentile.")
 @click.option("--calib-size", type=click.IntRange(min=1), default=None, help="Calibration samples to pick (all if omitted).")
 @click.option("--eval-data", default=None, help="Evaluation data for accuracy and the budget (labels needed for --max-accuracy-drop).")
 @click.option("--max-accuracy-drop", type=float, default=None, help="Budget: largest top-1 drop in points.")
