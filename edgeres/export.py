@@ -75,13 +75,24 @@ def onnx_bytes_from_model(
         )
     proto = onnx.load_from_string(buf.getvalue())
     fold_constant_nodes(proto)
+    return checked_onnx(proto, "exported ONNX fails onnx.checker").SerializeToString()
+
+
+def checked_onnx(proto: Any, failure: str) -> Any:
+    """Shape-inferred, edgeres-stamped copy of ``proto`` that passes ``onnx.checker`` (full check).
+
+    Raises:
+        ExportError: ``failure: <checker message>``.
+    """
+    import onnx
+
     proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     proto.producer_name = "edgeres"
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"exported ONNX fails onnx.checker: {exc}") from exc
-    return proto.SerializeToString()
+        raise ExportError(f"{failure}: {exc}") from exc
+    return proto
 
 
 def fold_constant_nodes(proto: Any) -> None:

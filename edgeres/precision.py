@@ -67,6 +67,8 @@ def fp16_model_from_fp32(model: Any, *, keep_io_types: bool = True) -> Any:
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
+    from edgeres.export import checked_onnx
+
     _check_ops(model)
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -118,13 +120,7 @@ def fp16_model_from_fp32(model: Any, *, keep_io_types: bool = True) -> Any:
     graph.node.extend(new_nodes)
     # element types of intermediates changed: recompute them instead of patching each one
     del graph.value_info[:]
-    out = onnx.shape_inference.infer_shapes(out, check_type=True, strict_mode=True)
-    out.producer_name = "edgeres"
-    try:
-        onnx.checker.check_model(out, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ExportError(f"FP16 rewrite produced an invalid ONNX graph: {exc}") from exc
-    return out
+    return checked_onnx(out, "FP16 rewrite produced an invalid ONNX graph")
 
 
 def qdq_fp16_model_from_qdq(model: Any) -> Any:
