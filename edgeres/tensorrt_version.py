@@ -154,8 +154,10 @@ def same_build(a: VersionLike, b: VersionLike) -> bool | None:
 def calibration_cache_code(version: VersionLike, *, error: type[EdgeresError] = TensorRTVersionError) -> int:
     """``"8.5.2"`` -> 8502, ``"10.3.0"`` -> 100300 (``NV_TENSORRT_VERSION``; the build is not encoded)."""
     v = parse_version(version, error=error)
-    if v.minor > 99 or v.patch > 99:
-        raise error(f"TensorRT version must look like 8.5.2 or 10.3.0, received {version!r} (minor and patch are 0..99)")
+    max_minor = 99 if v.major >= 10 else 9  # major*1000 + minor*100 leaves one digit for the minor before 10
+    if v.minor > max_minor or v.patch > 99:
+        raise error(f"TensorRT version must look like 8.5.2 or 10.3.0, received {version!r} "
+                    f"(the version code holds minor 0..{max_minor} and patch 0..99)")
     return v.major * (10000 if v.major >= 10 else 1000) + v.minor * 100 + v.patch
 
 

@@ -52,10 +52,8 @@ def test_import_is_lazy():
 
 def test_require_tensorrt_without_tensorrt(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # as if not installed, even where it is
-    loaders._import_tensorrt.cache_clear()
     with pytest.raises(TensorRTUnavailableError) as info:
         loaders.require_tensorrt()
-    loaders._import_tensorrt.cache_clear()
     msg = str(info.value)
     for hint in ("JetPack", "sudo apt install python3-libnvinfer", "pip install --extra-index-url https://pypi.nvidia.com tensorrt"):
         assert hint in msg, f"install hint {hint!r} missing from: {msg}"
@@ -64,11 +62,9 @@ def test_require_tensorrt_without_tensorrt(monkeypatch):
 
 def test_build_engine_without_tensorrt_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    loaders._import_tensorrt.cache_clear()
     write_model(tmp_path / "m.onnx")
     with pytest.raises(TensorRTUnavailableError, match="TensorRT is not importable"):
         loaders.build_engine(settings(tmp_path))
-    loaders._import_tensorrt.cache_clear()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"], "nothing may be written when TensorRT is missing"
 
 
