@@ -97,6 +97,20 @@ def test_mismatched_plan_is_refused_before_tensorrt_runtime(tmp_path, monkeypatc
         Engine(path, _cuda=StandinCuda(CC))
 
 
+def test_plan_from_another_build_of_this_release_is_refused_or_flagged(tmp_path, monkeypatch):
+    from edgeres.runtime import PlanVersionWarning
+
+    here = parse_version(trt.__version__)
+    path = write_plan(tmp_path, version=f"{here.major}.{here.minor}.{here.patch}.99999")
+    monkeypatch.setattr(trt, "Runtime", lambda *a: pytest.fail("trt.Runtime must not be reached"))
+    if here.build is None:  # the pip wheels report three parts: the build cannot be compared, so a warning
+        with pytest.warns(PlanVersionWarning, match="build numbers cannot be compared"), pytest.raises(pytest.fail.Exception):
+            Engine(path, _cuda=StandinCuda(CC))
+    else:
+        with pytest.raises(PlanMismatchError, match=rf"\.99999 \(this machine: TensorRT {trt.__version__}\)"):
+            Engine(path, _cuda=StandinCuda(CC))
+
+
 def checked_engine(calls: list):
     shapes: dict[str, tuple[int, ...]] = {}
     context = Checked(trt, trt.IExecutionContext, {
