@@ -53,11 +53,11 @@ def version_from_code(code: int) -> str:
 
 def _check_supported(version: TensorRTVersion, shown: object) -> None:
     if not _RANGE.contains(version):
-        last = _RANGE.until[0] - 1 if _RANGE.until else "any"
+        (lo_major, lo_minor), (end_major, _) = _RANGE.since, _RANGE.until or (99, 0)
         raise CalibrationError(
-            f"unsupported TensorRT version {shown} for a calibration cache: expected "
-            f"{_RANGE.since[0]}.{_RANGE.since[1]} to {last}.x "
-            "(TensorRT 11 reads no cache: use model.qdq.onnx; older than 8.5 is not supported)"
+            f"unsupported TensorRT version {shown} for a calibration cache: expected {lo_major}.{lo_minor} to "
+            f"{end_major - 1}.x (TensorRT {end_major} reads no cache: use model.qdq.onnx; older than "
+            f"{lo_major}.{lo_minor} is not supported)"
         )
 
 
