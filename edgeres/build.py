@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterator, Mapping
 from edgeres.calibrate.calibrators import DEFAULT_METHOD
 from edgeres.errors import BuildError, BundleError, TensorRTUnavailableError
 from edgeres.targets import Target, load_target
-from edgeres.trtexec import TrtexecSpec, build_script, onnx_file_for, parse_version, strongly_typed
+from edgeres.tensorrt_version import DEFAULT_TENSORRT, SUPPORTED, parse_version
+from edgeres.trtexec import TrtexecSpec, build_script, onnx_file_for, strongly_typed
 
 FRONTENDS = ("onnx", "torch-tensorrt")
 DEFAULT_CALIB_SIZE = 512
@@ -202,7 +203,7 @@ def plan_build(request: BuildRequest, *, input_shape: tuple[int, int, int]) -> P
     from edgeres.trtexec import check_spec
 
     check_spec(spec, trt_version)
-    if int8_mode == "calibrator" and parse_version(trt_version) < (8, 5):
+    if int8_mode == "calibrator" and not SUPPORTED["calibration_cache"].contains(trt_version):
         raise BuildError(
             f"edgeres writes calibration caches for TensorRT 8.5 to 10.x, received --trt-version {trt_version}; "
             "use --int8-mode qdq"
@@ -310,12 +311,12 @@ def _calibration_summary(report: Mapping[str, Any] | None) -> dict[str, Any] | N
 def _cache_version(plan: "Plan") -> str:
     """The TensorRT version for the calibration cache header: the build's, else the newest <= 10.x."""
     def usable(v: str) -> bool:
-        return (8, 5) <= parse_version(v) < (11, 0)
+        return SUPPORTED["calibration_cache"].contains(v)
 
     if usable(plan.trt_version):
         return plan.trt_version
     candidates = sorted((v for v in plan.target.tensorrt_versions if usable(v)), key=parse_version)
-    return candidates[-1] if candidates else "10.3.0"
+    return candidates[-1] if candidates else DEFAULT_TENSORRT
 
 
 def _strip_timing(report_path: Path) -> None:

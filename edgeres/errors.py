@@ -53,7 +53,15 @@ class BundleError(BuildError):
 
 
 class TensorRTUnavailableError(BuildError):
-    """TensorRT (or its CUDA binding) is not installed or has no GPU."""
+    """The builder's: TensorRT, its CUDA binding or a GPU to build on is missing here.
+
+    The runtime raises :class:`edgeres.runtime.EngineUnavailableError` (an
+    :class:`EngineError`) for the same causes when it opens an engine.
+    """
+
+
+class TensorRTVersionError(EdgeresError, ValueError):
+    """A TensorRT version string that cannot be read (see :mod:`edgeres.tensorrt_version`)."""
 
 
 class EngineError(EdgeresError):

@@ -38,7 +38,7 @@ class TensorSpec:
 class PlanSidecar:
     """What built a plan, for which device, with which I/O."""
 
-    tensorrt_version: str
+    tensorrt_version: str  # trt.__version__ of the builder, as it reports it: "10.3.0.30" (JetPack), "10.3.0" (pip)
     compute_capability: tuple[int, int]
     device_name: str
     precision: str

@@ -18,12 +18,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgeres.errors import TargetError
+from edgeres.tensorrt_version import is_version, parse_version
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,7 +33,6 @@ else:  # pragma: no cover - exercised on 3.10 only
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_MODES = ("qdq", "calibrator")
 KINDS = ("jetson", "desktop")
-_VERSION_RE = re.compile(r"^\d+(\.\d+){1,3}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,10 +152,9 @@ class Target:
 
     def check_tensorrt(self, version: str) -> str:
         """A TensorRT version this target runs (exact or same major.minor)."""
-        if not _VERSION_RE.match(version):
-            raise TargetError(f"TensorRT version must look like 10.3.0, received {version!r}")
+        wanted = parse_version(version, error=TargetError)
         for known in self.tensorrt_versions:
-            if known == version or known.split(".")[:2] == version.split(".")[:2]:
+            if known == version or parse_version(known).major_minor == wanted.major_minor:
                 return version
         raise TargetError(
             f"target {self.name} runs TensorRT {', '.join(self.tensorrt_versions)}; received --trt-version {version}"
@@ -199,7 +197,7 @@ def _is_precisions(v: Any) -> bool:
 
 
 def _is_versions(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, str) and _VERSION_RE.match(x) for x in v)
+    return isinstance(v, list) and bool(v) and all(is_version(x) for x in v)
 
 
 def _is_urls(v: Any) -> bool:
@@ -227,7 +225,7 @@ SCHEMA: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "default_batch": (True, _is_pos_int, "an integer >= 1"),
     "max_batch": (True, _is_pos_int, "an integer >= 1"),
     "tensorrt_versions": (True, _is_versions, "a non-empty list of versions like \"10.3.0\""),
-    "default_tensorrt": (True, lambda v: isinstance(v, str) and bool(_VERSION_RE.match(v)), "a version like \"10.3.0\""),
+    "default_tensorrt": (True, is_version, "a version like \"10.3.0\""),
     "jetpack": (False, _is_str_table, "a table of JetPack release = TensorRT version strings"),
     "provenance": (False, _is_str_table, "a table of field = note strings"),
     "variants": (False, lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()), "tables of overrides"),

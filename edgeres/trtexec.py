@@ -21,13 +21,13 @@ lists, not executed (no TensorRT on the machine that wrote this).
 from __future__ import annotations
 
 import dataclasses
-import re
 import shlex
 from typing import Any, Sequence
 
 from edgeres.errors import BuildError
+from edgeres.tensorrt_version import MIN_TRTEXEC, SUPPORTED, TensorRTVersion, parse_version, strongly_typed
 
-Version = tuple[int, int]
+Version = tuple[int, int]  # major.minor bounds of the tables below; compared with TensorRTVersion as a prefix
 
 # flag -> (first version that parses it, first version that no longer does / None)
 TRTEXEC_FLAGS: dict[str, tuple[Version, Version | None]] = {
@@ -53,7 +53,8 @@ TRTEXEC_FLAGS: dict[str, tuple[Version, Version | None]] = {
 
 # versions with TensorRT DLA support (half-open ranges)
 DLA_SUPPORT: tuple[tuple[Version, Version | None], ...] = (((8, 0), (10, 8)), ((11, 4), None))
-MIN_VERSION: Version = (8, 2)
+# the oldest version build.sh supports is edgeres.tensorrt_version.MIN_TRTEXEC (8.2, for Nano/TX2), older
+# than the edgeres adapter's MIN_ADAPTER (8.5): a bundle for JetPack 4 is built by trtexec, not by edgeres.
 
 # which ONNX file of a bundle each (strongly typed?, precision, int8 mode) compiles from
 ONNX_FOR = {
@@ -74,25 +75,12 @@ PRECISION_FLAGS = {
 }
 
 
-def parse_version(version: str) -> Version:
-    """``"10.3.0"`` -> (10, 3)."""
-    m = re.match(r"^(\d+)\.(\d+)", str(version).strip())
-    if not m:
-        raise BuildError(f"TensorRT version must look like 10.3.0, received {version!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
-def flag_supported(flag: str, version: Version) -> bool:
+def flag_supported(flag: str, version: TensorRTVersion | Version) -> bool:
     since, until = TRTEXEC_FLAGS[flag]
     return since <= version and (until is None or version < until)
 
 
-def strongly_typed(version: Version) -> bool:
-    """TensorRT 11+: no precision builder flags, precision from the ONNX."""
-    return version >= (11, 0)
-
-
-def dla_supported(version: Version) -> bool:
+def dla_supported(version: TensorRTVersion) -> bool:
     return any(lo <= version and (hi is None or version < hi) for lo, hi in DLA_SUPPORT)
 
 
@@ -154,7 +142,7 @@ class TrtexecSpec:
 
 def onnx_file_for(precision: str, int8_mode: str | None, trt_version: str) -> str:
     """The bundle ONNX file that TensorRT ``trt_version`` compiles for this precision."""
-    version = parse_version(trt_version)
+    version = parse_version(trt_version, error=BuildError)
     key = (strongly_typed(version), precision, int8_mode if precision == "int8" else None)
     if key not in ONNX_FOR:
         if precision == "int8" and strongly_typed(version):
@@ -170,11 +158,12 @@ def _shape(spec: TrtexecSpec, batch: int) -> str:
     return f"{spec.input_name}:{'x'.join(str(d) for d in (batch, *spec.input_shape))}"
 
 
-def check_spec(spec: TrtexecSpec, trt_version: str) -> Version:
+def check_spec(spec: TrtexecSpec, trt_version: str) -> TensorRTVersion:
     """Refuse combinations the TensorRT version cannot build; return the parsed version."""
-    version = parse_version(trt_version)
-    if version < MIN_VERSION:
-        raise BuildError(f"TensorRT {trt_version} is older than the oldest supported ({MIN_VERSION[0]}.{MIN_VERSION[1]})")
+    version = parse_version(trt_version, error=BuildError)
+    if version < MIN_TRTEXEC:
+        raise BuildError(f"TensorRT {trt_version} is older than the oldest supported ({MIN_TRTEXEC[0]}.{MIN_TRTEXEC[1]}: "
+                         f"{SUPPORTED['trtexec'].reason})")
     if spec.precision not in ("fp32", "fp16", "int8"):
         raise BuildError(f"precision must be fp32, fp16 or int8, received {spec.precision!r}")
     if spec.precision == "int8" and spec.int8_mode not in ("qdq", "calibrator"):

@@ -12,6 +12,7 @@ surface is checked separately against the real bindings (conformance tests).
 from __future__ import annotations
 
 import ctypes
+import enum
 import itertools
 import threading
 import types
@@ -271,13 +272,18 @@ def standin_tensorrt(cuda: StandinCuda, version: str = "10.3.0", max_batch: int 
     trt.__version__ = version
 
     class ILogger:
-        class Severity(int):
-            pass
+        # NvInferRuntimeBase.h (8.5 .. 11): enum class Severity : int32_t { kINTERNAL_ERROR = 0, kERROR = 1,
+        # kWARNING = 2, kINFO = 3, kVERBOSE = 4 }; the bindings print members as "Severity.ERROR".
+        class Severity(int, enum.Enum):
+            INTERNAL_ERROR = 0
+            ERROR = 1
+            WARNING = 2
+            INFO = 3
+            VERBOSE = 4
 
         def __init__(self) -> None:
             pass
 
-    ILogger.Severity.WARNING = ILogger.Severity(2)
     trt.ILogger = ILogger
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
 

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgeres.runtime import CudaError, TensorRTUnavailableError
+from edgeres.runtime import CudaError, CudaUnavailableError
 from edgeres.runtime import cuda as cuda_mod
 from edgeres.runtime.cuda import (
     BINDINGS,
@@ -109,7 +109,7 @@ def test_bindings_are_tried_in_order_cuda_python_first():
 
 @pytest.mark.skipif(GPU, reason="this machine has a GPU; the no-GPU message cannot be checked")
 def test_no_gpu_gives_one_unavailable_error_listing_each_binding():
-    with pytest.raises(TensorRTUnavailableError, match=r"no CUDA binding is usable: cuda-python: .*; pycuda: .*"):
+    with pytest.raises(CudaUnavailableError, match=r"no CUDA binding is usable: cuda-python: .*; pycuda: .*"):
         cuda_api()
 
 
@@ -120,7 +120,7 @@ def _without_bindings(monkeypatch):
 
 def test_no_binding_installed_says_what_to_install(monkeypatch):
     _without_bindings(monkeypatch)
-    with pytest.raises(TensorRTUnavailableError) as info:
+    with pytest.raises(CudaUnavailableError) as info:
         cuda_api()
     msg = str(info.value)
     for want in ("cuda-python: ", "pycuda: ", "pip install cuda-python", "pip install pycuda"):
@@ -151,7 +151,7 @@ def test_local_device_reads_the_first_usable_binding(monkeypatch):
             return (8, 7)
 
     def unusable(device):
-        raise TensorRTUnavailableError("no GPU for this binding")
+        raise CudaUnavailableError("no GPU for this binding")
 
     monkeypatch.setattr(cuda_mod, "BINDINGS", {"first": unusable, "second": Gpu})
     assert local_device(1) == DeviceInfo("GPU 1", (8, 7)), "the first binding that sees a GPU answers"
@@ -172,7 +172,7 @@ def test_real_cuda_python_enums_through_check_result():
 @needs_cuda_python
 @pytest.mark.skipif(GPU, reason="this machine has a GPU; covered by the GPU round trip instead")
 def test_real_cuda_python_without_gpu_is_unavailable_not_a_crash():
-    with pytest.raises(TensorRTUnavailableError, match=r"no usable CUDA GPU: cudaGetDeviceCount returned cudaError"):
+    with pytest.raises(CudaUnavailableError, match=r"no usable CUDA GPU: cudaGetDeviceCount returned cudaError"):
         CudaPythonApi()
 
 

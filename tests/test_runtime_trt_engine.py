@@ -8,6 +8,7 @@ test_runtime_trt_conformance.py; a real GPU run is not verified here.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import warnings
 
@@ -22,9 +23,10 @@ from edgeres.runtime import (
     EngineInputError,
     PlanIntegrityError,
     PlanMismatchError,
+    PlanVersionWarning,
     SidecarMissingWarning,
 )
-from edgeres.runtime.trt_engine import TrtEngine, plan_mismatches, version_key
+from edgeres.runtime.trt_engine import TrtEngine, plan_mismatches
 from edgeres.sidecar import PlanSidecar, TensorSpec, write_sidecar
 
 MAX_BATCH = 8
@@ -72,17 +74,38 @@ def reference(onnx_bytes, x):
 # --- pure plan checks ------------------------------------------------------------------------
 
 
-def test_version_key_compares_to_patch_level():
-    assert version_key("10.3.0.26") == version_key("10.3.0") == (10, 3, 0), "build number ignored"
-    assert version_key("8.6.1b") == (8, 6, 1) and version_key("11.4") == (11, 4), "tails cut, short versions kept"
-
-
 def test_plan_mismatches_name_both_sides():
-    sidecar = make_sidecar(b"x")
-    assert plan_mismatches(sidecar, "10.3.0.26", (8, 7)) == [], "same version and device: compatible"
+    sidecar = make_sidecar(b"x", version="10.3.0.30")
+    assert plan_mismatches(sidecar, "10.3.0.30", (8, 7)) == [], "same version, build and device: compatible"
     problems = plan_mismatches(sidecar, "8.6.1", (7, 2))
-    assert problems == ["TensorRT 10.3.0 (this machine: TensorRT 8.6.1)",
+    assert problems == ["TensorRT 10.3.0.30 (this machine: TensorRT 8.6.1)",
                         "compute capability 8.7 (this machine: 7.2)"], problems
+
+
+def test_plan_mismatches_compare_the_build_number():
+    """NVIDIA: plans need major, minor, patch and build to match (Support Policies, API Versioning)."""
+    sidecar = make_sidecar(b"x", version="10.3.0.26")
+    assert plan_mismatches(sidecar, "10.3.0.30", (8, 7)) == ["TensorRT 10.3.0.26 (this machine: TensorRT 10.3.0.30)"], (
+        "a different build of 10.3.0 cannot load the plan"
+    )
+    assert plan_mismatches(make_sidecar(b"x", version="10.3.0"), "10.3.0", (8, 7)) == [], (
+        "two pip wheels of one release report the same three parts: compatible"
+    )
+
+
+@pytest.mark.parametrize(("built", "here"), [("10.3.0", "10.3.0.30"), ("10.3.0.30", "10.3.0")])
+def test_plan_with_one_unknown_build_warns_naming_both_versions(built, here):
+    with pytest.warns(PlanVersionWarning, match=rf"TensorRT {re.escape(built)}, this machine has TensorRT "
+                                                rf"{re.escape(here)}.*edgeres compile"):
+        problems = plan_mismatches(make_sidecar(b"x", version=built), here, (8, 7))
+    assert problems == [], f"an unknown build is a warning (TensorRT's deserializer decides), got {problems}"
+
+
+def test_plan_with_unreadable_version_is_an_engine_error():
+    from edgeres.errors import EngineError
+
+    with pytest.raises(EngineError, match="TensorRT version must look like"):
+        plan_mismatches(make_sidecar(b"x", version="ten\x00"), "10.3.0", (8, 7))
 
 
 # --- opening ---------------------------------------------------------------------------------
@@ -91,7 +114,14 @@ def test_plan_mismatches_name_both_sides():
 def test_wrong_tensorrt_version_is_refused_with_rebuild_command(plan_path, cuda):
     trt = standin_tensorrt(cuda, version="8.6.1")
     with pytest.raises(PlanMismatchError, match=r"built on Jetson AGX Orin for TensorRT 10\.3\.0 \(this machine: "
-                                                r"TensorRT 8\.6\.1\).*edgeres compile"):
+                                                r"TensorRT 8\.6\.1\).*major\.minor\.patch\.build.*edgeres compile"):
+        Engine(plan_path, _trt=trt, _cuda=cuda)
+
+
+def test_other_build_of_the_same_release_is_refused_before_tensorrt(plan_path, cuda, onnx_bytes):
+    write_sidecar(plan_path, make_sidecar(plan_path.read_bytes(), version="10.3.0.26"))
+    trt = standin_tensorrt(cuda, version="10.3.0.30")
+    with pytest.raises(PlanMismatchError, match=r"TensorRT 10\.3\.0\.26 \(this machine: TensorRT 10\.3\.0\.30\)"):
         Engine(plan_path, _trt=trt, _cuda=cuda)
 
 

@@ -52,10 +52,8 @@ def test_import_is_lazy():
 
 def test_require_tensorrt_without_tensorrt(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # as if not installed, even where it is
-    loaders._import_tensorrt.cache_clear()
     with pytest.raises(TensorRTUnavailableError) as info:
         loaders.require_tensorrt()
-    loaders._import_tensorrt.cache_clear()
     msg = str(info.value)
     for hint in ("JetPack", "sudo apt install python3-libnvinfer", "pip install --extra-index-url https://pypi.nvidia.com tensorrt"):
         assert hint in msg, f"install hint {hint!r} missing from: {msg}"
@@ -64,11 +62,9 @@ def test_require_tensorrt_without_tensorrt(monkeypatch):
 
 def test_build_engine_without_tensorrt_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    loaders._import_tensorrt.cache_clear()
     write_model(tmp_path / "m.onnx")
     with pytest.raises(TensorRTUnavailableError, match="TensorRT is not importable"):
         loaders.build_engine(settings(tmp_path))
-    loaders._import_tensorrt.cache_clear()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"], "nothing may be written when TensorRT is missing"
 
 
@@ -180,3 +176,53 @@ def test_cuda_allocator_owns_and_frees_its_buffers():
     alloc.free(ptr)
     alloc.free(ptr)  # the calibrator may free twice (after the last batch and after the build)
     assert not api.live_device, f"device memory left after free: {list(api.live_device)}"
+
+
+def test_lazy_public_names_resolve_to_their_split_modules():
+    import edgeres.trt as trt_pkg
+
+    where = {"Int8EntropyCalibrator": "edgeres.trt.calibrator", "ProgressMonitor": "edgeres.trt.progress",
+             "require_tensorrt": "edgeres.trt.guard", "build_engine": "edgeres.trt.loaders"}
+    for name, module in where.items():
+        value = getattr(trt_pkg, name)
+        assert value.__module__ == module, f"edgeres.trt.{name} comes from {value.__module__}, expected {module}"
+        assert getattr(loaders, name) is value, f"edgeres.trt.loaders.{name} must stay the same object"
+    lines = len((Path(loaders.__file__)).read_text().splitlines())
+    assert lines < 500, f"trt/loaders.py has {lines} lines; the calibrator and progress monitor live apart"
+
+
+class FakeCache:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def serialize(self) -> bytes:
+        return self.data
+
+
+class FakeConfig:
+    def __init__(self, data: bytes) -> None:
+        self.cache = FakeCache(data)
+
+    def get_timing_cache(self) -> FakeCache:
+        return self.cache
+
+
+def test_timing_cache_is_reused_only_by_the_same_tensorrt_build(tmp_path):
+    path = tmp_path / "timing.cache"
+    loaders.save_timing_cache(FakeConfig(b"tactics"), path, "10.3.0.30")
+    assert loaders.timing_cache_version(path) == "10.3.0.30", "the version that wrote the cache is recorded beside it"
+    assert loaders.timing_cache_bytes(path, "10.3.0.30") == b"tactics", "same build: the cache is reused"
+    for other in ("10.3.0.26", "8.6.2.3", "10.3.0"):  # another build, another release, an unknown build
+        assert loaders.timing_cache_bytes(path, other) is None, f"a cache from 10.3.0.30 must not be fed to {other}"
+    loaders.save_timing_cache(FakeConfig(b"fresh"), path, "10.3.0.26")
+    assert loaders.timing_cache_bytes(path, "10.3.0.26") == b"fresh", "the rebuilt cache replaces the old one"
+
+
+def test_timing_cache_without_or_with_a_broken_stamp_is_not_reused(tmp_path):
+    path = tmp_path / "timing.cache"
+    path.write_bytes(b"from an older edgeres or trtexec")
+    assert loaders.timing_cache_bytes(path, "10.3.0") is None, "no stamp: unknown version, build a fresh cache"
+    loaders.timing_cache_stamp_path(path).write_text("{not json")
+    assert loaders.timing_cache_bytes(path, "10.3.0") is None, "unreadable stamp: unknown version"
+    assert loaders.timing_cache_bytes(path) == b"from an older edgeres or trtexec", "no version given: unchecked read"
+    assert loaders.timing_cache_bytes(tmp_path / "none.cache", "10.3.0") is None, "no cache yet"

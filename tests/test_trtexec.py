@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from edgeres.errors import BuildError
-from edgeres.trtexec import TRTEXEC_FLAGS, TrtexecSpec, build_script, flag_supported, parse_version, trtexec_argv
+from edgeres.tensorrt_version import parse_version
+from edgeres.trtexec import TRTEXEC_FLAGS, TrtexecSpec, build_script, flag_supported, trtexec_argv
 
 DOCUMENTED = json.loads((Path(__file__).parent / "data" / "trtexec_documented_flags.json").read_text())["versions"]
 # versions the shipped targets use, mapped to the release branch whose options they parse

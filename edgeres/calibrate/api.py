@@ -26,6 +26,7 @@ from edgeres.calibrate.qdq import qdq_model, qdq_summary, quantizable_layers, qu
 from edgeres.calibrate.report import LayerErrorAccumulator, format_table, json_safe, layer_macs
 from edgeres.calibrate.stats import check_input_shape, collect_statistics, observed_tensors, session_with_outputs
 from edgeres.errors import CalibrationError, DataError, OutputPathError
+from edgeres.tensorrt_version import DEFAULT_TENSORRT
 
 QDQ_NAME = "model.qdq.onnx"
 ORT_QDQ_NAME = "model.qdq.ort.onnx"  # same scales, onnxruntime placement: INT8 kernels on the CPU
@@ -176,7 +177,7 @@ def calibrate(
     *,
     method: str = DEFAULT_METHOD,
     percentile: float = DEFAULT_PERCENTILE,
-    trt_version: str = "10.3.0",
+    trt_version: str = DEFAULT_TENSORRT,
     eval_dataset: Any = None,
     max_accuracy_drop: float | None = None,
     min_agreement: float | None = None,
@@ -353,7 +354,7 @@ def calibrate_model(
 
     out_dir = _check_out_dir(Path(out_dir))
     check_options(
-        kwargs.get("method", DEFAULT_METHOD), kwargs.get("percentile", DEFAULT_PERCENTILE), kwargs.get("trt_version", "10.3.0"),
+        kwargs.get("method", DEFAULT_METHOD), kwargs.get("percentile", DEFAULT_PERCENTILE), kwargs.get("trt_version", DEFAULT_TENSORRT),
         kwargs.get("max_accuracy_drop"), kwargs.get("min_agreement"),
         eval_source is not None or (arch is None and weights is None and calib_source in (None, "reference:calib")),
         kwargs.get("batch_size", 32),

@@ -2,9 +2,9 @@
 
 Format: a header ``TRT-<version code>-EntropyCalibration2``, then one line per
 tensor, ``<onnx tensor name>: <8 hex digits>``, the big-endian IEEE-754 float32
-bits of the scale (amax / 127). TensorRT encodes versions as
-``major*1000 + minor*100 + patch`` before 10 (8.5.2 -> 8502) and
-``major*10000 + minor*100 + patch`` from 10 on (10.3.0 -> 100300).
+bits of the scale (amax / 127). The header's version code is TensorRT's
+``NV_TENSORRT_VERSION`` (8.5.2 -> 8502, 10.3.0 -> 100300), encoded by
+:func:`edgeres.tensorrt_version.calibration_cache_code`.
 
 TensorRT 11 removed implicit calibration; caches are still written for 8.5 to
 10.x engines and read for migration (:func:`qdq_model_from_cache`).
@@ -22,39 +22,42 @@ import numpy as np
 
 from edgeres._io import write_text_atomic
 from edgeres.errors import CalibrationError
+from edgeres.tensorrt_version import (
+    DEFAULT_TENSORRT,
+    SUPPORTED,
+    TensorRTVersion,
+    calibration_cache_code,
+    version_from_calibration_cache_code,
+)
 
 CALIBRATOR_NAMES = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
-MIN_VERSION = (8, 5)
-MAX_MAJOR = 10  # last TensorRT with implicit INT8 calibration
 _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
 _LINE = re.compile(r"^(.+): ([0-9a-fA-F]{8})$")
+_RANGE = SUPPORTED["calibration_cache"]
 
 
 def trt_version_code(version: str) -> int:
-    """``"8.5.2"`` -> 8502, ``"10.3.0"`` -> 100300 (TensorRT's NV_TENSORRT_VERSION)."""
-    parts = str(version).strip().split(".")
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        raise CalibrationError(f"TensorRT version must look like 8.5.2 or 10.3.0, received {version!r}") from None
-    if not 1 <= len(numbers) <= 4 or any(n < 0 or n > 99 for n in numbers[1:3]):
-        raise CalibrationError(f"TensorRT version must look like 8.5.2 or 10.3.0, received {version!r}")
-    major, minor, patch = (numbers + [0, 0])[:3]
-    _check_supported(major, minor, version)
-    return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
+    """``"8.5.2"`` -> 8502, ``"10.3.0"`` -> 100300 (TensorRT's NV_TENSORRT_VERSION), for a supported version.
+
+    The encoding and the range live in :mod:`edgeres.tensorrt_version`; this adds calibration's error type.
+    """
+    code = calibration_cache_code(version, error=CalibrationError)
+    _check_supported(version_from_calibration_cache_code(code), version)
+    return code
 
 
 def version_from_code(code: int) -> str:
     """Inverse of :func:`trt_version_code`: 8502 -> ``"8.5.2"``."""
-    major, rest = (code // 10000, code % 10000) if code >= 100000 else (code // 1000, code % 1000)
-    return f"{major}.{rest // 100}.{rest % 100}"
+    return str(version_from_calibration_cache_code(code))
 
 
-def _check_supported(major: int, minor: int, shown: object) -> None:
-    if (major, minor) < MIN_VERSION or major > MAX_MAJOR:
+def _check_supported(version: TensorRTVersion, shown: object) -> None:
+    if not _RANGE.contains(version):
+        (lo_major, lo_minor), (end_major, _) = _RANGE.since, _RANGE.until or (99, 0)
         raise CalibrationError(
-            f"unsupported TensorRT version {shown} for a calibration cache: expected 8.5 to {MAX_MAJOR}.x "
-            "(TensorRT 11 reads no cache: use model.qdq.onnx; older than 8.5 is not supported)"
+            f"unsupported TensorRT version {shown} for a calibration cache: expected {lo_major}.{lo_minor} to "
+            f"{end_major - 1}.x (TensorRT {end_major} reads no cache: use model.qdq.onnx; older than "
+            f"{lo_major}.{lo_minor} is not supported)"
         )
 
 
@@ -67,7 +70,7 @@ def hex_to_scale(text: str) -> float:
     return float(struct.unpack(">f", bytes.fromhex(text))[0])
 
 
-def calibration_cache_text(scales: Mapping[str, float], trt_version: str = "10.3.0") -> str:
+def calibration_cache_text(scales: Mapping[str, float], trt_version: str = DEFAULT_TENSORRT) -> str:
     """The cache file's text for ``scales`` (tensor name -> scale), in the given order."""
     code = trt_version_code(trt_version)
     lines = [f"TRT-{code}-EntropyCalibration2"]
@@ -80,7 +83,7 @@ def calibration_cache_text(scales: Mapping[str, float], trt_version: str = "10.3
     return "\n".join(lines) + "\n"
 
 
-def write_calibration_cache(path: str | os.PathLike[str], scales: Mapping[str, float], trt_version: str = "10.3.0") -> Path:
+def write_calibration_cache(path: str | os.PathLike[str], scales: Mapping[str, float], trt_version: str = DEFAULT_TENSORRT) -> Path:
     """Write a TensorRT calibration cache atomically; returns the path."""
     return write_text_atomic(path, calibration_cache_text(scales, trt_version))
 
@@ -103,9 +106,8 @@ def parse_calibration_cache(text: str, source: str = "cache") -> tuple[str, str,
             f"{', '.join(CALIBRATOR_NAMES)} (not a TensorRT calibration cache?)"
         )
     code = int(match.group(1))
-    version = version_from_code(code)
-    major, minor = (int(p) for p in version.split(".")[:2])
-    _check_supported(major, minor, f"{version} (code {code})")
+    version = version_from_calibration_cache_code(code)
+    _check_supported(version, f"{version} (code {code})")
     scales: dict[str, float] = {}
     for number, line in enumerate(lines[1:], start=2):
         m = _LINE.match(line)
@@ -119,7 +121,7 @@ def parse_calibration_cache(text: str, source: str = "cache") -> tuple[str, str,
         scales[name] = value
     if not scales:
         raise CalibrationError(f"{source} has a header but no tensor scales")
-    return version, match.group(2), scales
+    return str(version), match.group(2), scales
 
 
 def read_calibration_cache(path: str | os.PathLike[str]) -> dict[str, float]:

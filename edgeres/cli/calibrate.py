@@ -6,6 +6,7 @@ import click
 
 from edgeres.calibrate.calibrators import CALIBRATORS, DEFAULT_METHOD, DEFAULT_PERCENTILE
 from edgeres.cli._options import log, stage, weights_option
+from edgeres.tensorrt_version import DEFAULT_TENSORRT
 
 METHODS = tuple(CALIBRATORS)
 
@@ -20,7 +21,7 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--eval-data", default=None, help="Evaluation data for accuracy and the budget (labels needed for --max-accuracy-drop).")
 @click.option("--max-accuracy-drop", type=float, default=None, help="Budget: largest top-1 drop in points.")
 @click.option("--min-agreement", type=float, default=None, help="Budget: smallest FP32/INT8 top-1 agreement in percent.")
-@click.option("--trt-version", default="10.3.0", show_default=True, help="TensorRT version of the calibration cache header (8.5 to 10.x).")
+@click.option("--trt-version", default=DEFAULT_TENSORRT, show_default=True, help="TensorRT version of the calibration cache header (8.5 to 10.x).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration sample pick.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="calib_out", show_default=True, help="Output folder.")

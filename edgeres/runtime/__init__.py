@@ -24,13 +24,16 @@ from typing import Any
 from edgeres.runtime._base import Engine, TensorInfo
 from edgeres.runtime._errors import (
     CudaError,
+    CudaUnavailableError,
     EngineClosedError,
     EngineError,
     EngineInputError,
+    EngineUnavailableError,
     PlanIntegrityError,
     PlanMismatchError,
+    PlanVersionWarning,
     SidecarMissingWarning,
-    TensorRTUnavailableError,
+    deprecated_name,
 )
 
 # Bundle file names (edgeres bundle / edgeres compile), in order of preference per choice.
@@ -84,17 +87,24 @@ def open_engine(path: str | os.PathLike[str], *, prefer: str = "auto", **kwargs:
     return Engine(target, **kwargs)
 
 
+def __getattr__(name: str) -> Any:
+    """Deprecated names (``TensorRTUnavailableError`` -> :class:`EngineUnavailableError`)."""
+    return deprecated_name(__name__, name)
+
+
 __all__ = [
     "CudaError",
+    "CudaUnavailableError",
     "Engine",
     "EngineClosedError",
     "EngineError",
     "EngineInputError",
+    "EngineUnavailableError",
     "PlanIntegrityError",
     "PlanMismatchError",
+    "PlanVersionWarning",
     "SidecarMissingWarning",
     "TensorInfo",
-    "TensorRTUnavailableError",
     "model_path_in_bundle",
     "open_engine",
     "tensorrt_available",

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeres.runtime._errors import CudaError, EngineError, TensorRTUnavailableError
+from edgeres.runtime._errors import CudaError, CudaUnavailableError, EngineError, EngineUnavailableError
 
 _NO_DEVICE_ERRORS = {"cudaErrorNoDevice", "cudaErrorInsufficientDriver", "cudaErrorDevicesUnavailable"}
 
@@ -221,7 +221,7 @@ class CudaPythonApi(CudaApi):
     """:class:`CudaApi` over cuda-python's runtime API. Handles are ints.
 
     Raises:
-        TensorRTUnavailableError: cuda-python is missing, or it sees no usable GPU.
+        CudaUnavailableError: cuda-python is missing, or it sees no usable GPU.
     """
 
     name = "cuda-python"
@@ -231,7 +231,7 @@ class CudaPythonApi(CudaApi):
             try:
                 cudart = import_cudart()
             except ImportError as exc:
-                raise TensorRTUnavailableError(
+                raise CudaUnavailableError(
                     "cuda-python is not installed; expected `cuda.bindings` (pip install cuda-python) "
                     "or pycuda for TensorRT engines"
                 ) from exc
@@ -239,13 +239,13 @@ class CudaPythonApi(CudaApi):
         self.device = int(device)
         count = self._count_or_unavailable()
         if not 0 <= self.device < count:
-            raise TensorRTUnavailableError(f"expected CUDA device {self.device}, received {count} device(s)")
+            raise CudaUnavailableError(f"expected CUDA device {self.device}, received {count} device(s)")
         self.activate()
 
     def _count_or_unavailable(self) -> int:
         result = self.rt.cudaGetDeviceCount()
         if error_code(result[0]) != 0 and error_name(result[0]) in _NO_DEVICE_ERRORS | {"cudaErrorInitializationError"}:
-            raise TensorRTUnavailableError(
+            raise CudaUnavailableError(
                 f"no usable CUDA GPU: cudaGetDeviceCount returned {error_name(result[0])} "
                 f"({self._describe(result[0])}); TensorRT engines need an NVIDIA GPU and driver "
                 "(use the .onnx model on onnxruntime here)"
@@ -381,15 +381,15 @@ class PycudaApi(CudaApi):
         try:
             import pycuda.driver as drv
         except ImportError as exc:
-            raise TensorRTUnavailableError("pycuda is not installed (pip install pycuda)") from exc
+            raise CudaUnavailableError("pycuda is not installed (pip install pycuda)") from exc
         self.drv = drv
         try:
             drv.init()
             count = drv.Device.count()
         except drv.Error as exc:
-            raise TensorRTUnavailableError(f"no usable CUDA GPU: pycuda says {exc}") from exc
+            raise CudaUnavailableError(f"no usable CUDA GPU: pycuda says {exc}") from exc
         if not 0 <= device < count:
-            raise TensorRTUnavailableError(f"expected CUDA device {device}, received {count} device(s)")
+            raise CudaUnavailableError(f"expected CUDA device {device}, received {count} device(s)")
         self.device = int(device)
         self._dev = drv.Device(self.device)
         self._context = self._dev.retain_primary_context()
@@ -495,7 +495,7 @@ def cuda_api(device: int = 0, binding: str | None = None) -> CudaApi:
     """The first CUDA binding that imports and sees a GPU (or the one named by ``binding``).
 
     Raises:
-        TensorRTUnavailableError: none imports, or none sees a GPU; the message lists why each failed.
+        CudaUnavailableError: none imports, or none sees a GPU; the message lists why each failed.
     """
     if binding is not None and binding not in BINDINGS:
         raise EngineError(f"binding must be one of {sorted(BINDINGS)}, received {binding!r}")
@@ -504,9 +504,9 @@ def cuda_api(device: int = 0, binding: str | None = None) -> CudaApi:
     for name in names:
         try:
             return BINDINGS[name](device)
-        except TensorRTUnavailableError as exc:
+        except EngineUnavailableError as exc:
             reasons.append(f"{name}: {exc}")
-    raise TensorRTUnavailableError("no CUDA binding is usable: " + "; ".join(reasons))
+    raise CudaUnavailableError("no CUDA binding is usable: " + "; ".join(reasons))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -527,5 +527,5 @@ def local_device(device: int = 0) -> DeviceInfo | None:
     try:
         api = cuda_api(device)
         return DeviceInfo(name=api.device_name(), compute_capability=api.compute_capability())
-    except (TensorRTUnavailableError, CudaError):
+    except (EngineUnavailableError, CudaError):
         return None

@@ -1,5 +1,8 @@
 """The TensorRT backend of :class:`Engine` (TensorRT 8.5 .. 11, name-based I/O API).
 
+Versions: :mod:`edgeres.tensorrt_version` (parsing, the 4-part plan rule); the import
+guard, logger and dtype table are shared with the builder in :mod:`edgeres._tensorrt`.
+
 Opening a plan, one step per function (Polygraphy style):
 ``plan_bytes_from_path`` -> ``check_plan_hash`` (sidecar sha256) ->
 ``check_plan_compatible`` (TensorRT version, compute capability: refused
@@ -42,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeres._tensorrt import NUMPY_DTYPE_NAMES, collecting_logger, dtype_key
+from edgeres._tensorrt import import_tensorrt as _guarded_import
 from edgeres.recipe import Recipe
 from edgeres.runtime._base import Engine, TensorInfo, read_manifest, recipe_from
 from edgeres.runtime._arrays import DeviceArray
@@ -50,14 +55,19 @@ from edgeres.runtime._errors import (
     EngineError,
     EngineInputError,
     PlanIntegrityError,
+    EngineUnavailableError,
     PlanMismatchError,
+    PlanVersionWarning,
     SidecarMissingWarning,
-    TensorRTUnavailableError,
 )
 from edgeres.runtime.cuda import CudaApi, HostBuffer, DeviceBuffer, cuda_api
 from edgeres.sidecar import PlanSidecar, read_sidecar, sidecar_path
+from edgeres.tensorrt_version import parse_version, same_build
 
-MIN_TENSORRT = (8, 5)
+RUNTIME_HINT = (
+    "expected the tensorrt package (JetPack on Jetson, pip install --extra-index-url https://pypi.nvidia.com "
+    "tensorrt on desktops), or run the bundle's .onnx model on onnxruntime"
+)
 REBUILD_HINT = (
     "rebuild the plan on this machine from its bundle (edgeres compile BUNDLE_DIR), "
     "or run the bundle's model.onnx with onnxruntime"
@@ -71,17 +81,6 @@ def rebuild_hint(path: Path) -> str:
         return (f"rebuild the plan on this machine: edgeres compile {folder} "
                 f"(or run {folder / 'model.onnx'} with onnxruntime)")
     return REBUILD_HINT
-
-# TensorRT DataType name -> numpy dtype name (declarative; BF16/FP8/INT4 have no numpy type)
-TRT_DTYPES: dict[str, str] = {
-    "FLOAT": "float32",
-    "HALF": "float16",
-    "INT8": "int8",
-    "INT32": "int32",
-    "INT64": "int64",
-    "UINT8": "uint8",
-    "BOOL": "bool",
-}
 
 # The TensorRT API this module calls; the conformance tests check each exists in every supported version.
 TRT_API_USED: dict[str, tuple[str, ...]] = {
@@ -99,32 +98,31 @@ TRT_API_USED: dict[str, tuple[str, ...]] = {
 # --- pure checks (no TensorRT needed) ---------------------------------------------------------
 
 
-def version_key(version: str, parts: int = 3) -> tuple[int, ...]:
-    """``"10.3.0.26"`` -> ``(10, 3, 0)``; non-numeric tails are cut (``"8.6.1b"`` -> ``(8, 6, 1)``)."""
-    key = []
-    for piece in str(version).split(".")[:parts]:
-        digits = ""
-        for ch in piece:
-            if not ch.isdigit():
-                break
-            digits += ch
-        key.append(int(digits) if digits else 0)
-    return tuple(key)
-
-
 def plan_mismatches(sidecar: PlanSidecar, tensorrt_version: str, compute_capability: tuple[int, int]) -> list[str]:
     """What differs between the machine that built a plan and this one (empty: compatible).
 
-    TensorRT versions are compared up to the patch level (``10.3.0`` == ``10.3.0.26``);
-    plans are not portable across them unless built version-compatible, which edgeres does not do.
+    TensorRT versions are compared in all four parts, major.minor.patch.build: "to reuse plan
+    files and timing caches ... version numbers must match across major, minor, patch, and build
+    versions" (TensorRT Support Policies, API Versioning). edgeres never builds version-compatible
+    plans. Where only one side names a build (pip wheels report three parts; JetPack four), the
+    build cannot be compared: a :class:`PlanVersionWarning` says so and TensorRT's deserializer
+    has the last word (a foreign plan then fails as :class:`PlanIntegrityError`).
     """
+    built = parse_version(sidecar.tensorrt_version, error=EngineError)
+    here = parse_version(tensorrt_version, error=EngineError)
     problems = []
-    if version_key(sidecar.tensorrt_version) != version_key(tensorrt_version):
+    same = same_build(built, here)
+    if same is False:
         problems.append(f"TensorRT {sidecar.tensorrt_version} (this machine: TensorRT {tensorrt_version})")
+    elif same is None:
+        warnings.warn(PlanVersionWarning(
+            f"the plan was built with TensorRT {sidecar.tensorrt_version}, this machine has TensorRT "
+            f"{tensorrt_version}: the build numbers cannot be compared, and a plan only runs with the exact "
+            "build that made it; if it fails to load, rebuild it here (edgeres compile BUNDLE_DIR)"), stacklevel=4)
     if tuple(sidecar.compute_capability) != tuple(compute_capability):
-        built = ".".join(map(str, sidecar.compute_capability))
-        here = ".".join(map(str, compute_capability))
-        problems.append(f"compute capability {built} (this machine: {here})")
+        built_cc = ".".join(map(str, sidecar.compute_capability))
+        here_cc = ".".join(map(str, compute_capability))
+        problems.append(f"compute capability {built_cc} (this machine: {here_cc})")
     return problems
 
 
@@ -137,7 +135,8 @@ def check_plan_compatible(
         device = f" on {sidecar.device_name}" if sidecar.device_name else ""
         raise PlanMismatchError(
             f"{path} was built{device} for {' and '.join(problems)}; a TensorRT plan runs only with the "
-            f"TensorRT version and GPU compute capability that built it. To fix: {rebuild_hint(path)}"
+            f"TensorRT version (major.minor.patch.build) and GPU compute capability that built it. "
+            f"To fix: {rebuild_hint(path)}"
         )
 
 
@@ -183,35 +182,13 @@ def sidecar_or_warning(path: Path) -> PlanSidecar | None:
 
 
 def import_tensorrt() -> ModuleType:
-    """``tensorrt`` (>= 8.5), or :class:`TensorRTUnavailableError` saying how to get it."""
-    try:
-        import tensorrt as trt
-    except (ImportError, OSError) as exc:
-        raise TensorRTUnavailableError(
-            f"TensorRT is not importable here ({exc}); expected the tensorrt package (JetPack on Jetson, "
-            "pip install --extra-index-url https://pypi.nvidia.com tensorrt on desktops), "
-            "or run the bundle's .onnx model on onnxruntime"
-        ) from exc
-    if version_key(trt.__version__, 2) < MIN_TENSORRT:
-        raise TensorRTUnavailableError(
-            f"expected TensorRT >= {MIN_TENSORRT[0]}.{MIN_TENSORRT[1]} (name-based tensor API), received {trt.__version__}"
-        )
-    return trt
+    """``tensorrt`` (>= 8.5), or :class:`EngineUnavailableError` saying how to get it."""
+    return _guarded_import(EngineUnavailableError, RUNTIME_HINT)
 
 
 def logger_for(trt: ModuleType) -> Any:
-    """A ``trt.ILogger`` that keeps warnings and errors so failures can quote them."""
-
-    class CollectingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.messages: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if int(severity) <= int(trt.ILogger.Severity.WARNING):
-                self.messages.append(f"{str(severity).rsplit('.', 1)[-1]}: {msg}")
-
-    return CollectingLogger()
+    """A ``trt.ILogger`` that keeps warnings and errors so failures can quote them (``.recent()``)."""
+    return collecting_logger(trt)
 
 
 def runtime_from_logger(trt: ModuleType, logger: Any) -> Any:
@@ -219,12 +196,12 @@ def runtime_from_logger(trt: ModuleType, logger: Any) -> Any:
     try:
         runtime = trt.Runtime(logger)
     except TypeError as exc:  # pybind11: "factory function returned nullptr"
-        raise TensorRTUnavailableError(
+        raise EngineUnavailableError(
             f"TensorRT {trt.__version__} could not create a runtime ({exc}): expected a usable NVIDIA GPU and "
             "driver, received none (or the test suite's stand-in libraries)"
         ) from exc
     if runtime is None:
-        raise TensorRTUnavailableError(f"TensorRT {trt.__version__} returned no runtime; no usable GPU here")
+        raise EngineUnavailableError(f"TensorRT {trt.__version__} returned no runtime; no usable GPU here")
     return runtime
 
 
@@ -232,7 +209,7 @@ def engine_from_plan(runtime: Any, plan: bytes, path: Path, logger: Any) -> Any:
     """``runtime.deserialize_cuda_engine(plan)``; None (corrupt or foreign plan) becomes PlanIntegrityError."""
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
-        said = "; ".join(getattr(logger, "messages", [])[-3:]) or "no message"
+        said = "; ".join(logger.recent(3) if hasattr(logger, "recent") else []) or "no message"
         raise PlanIntegrityError(
             f"TensorRT could not deserialize {path}: expected a plan built by this TensorRT for this GPU, "
             f"received a corrupt or foreign file (TensorRT said: {said}). To fix: {rebuild_hint(path)}"
@@ -241,10 +218,11 @@ def engine_from_plan(runtime: Any, plan: bytes, path: Path, logger: Any) -> Any:
 
 
 def numpy_dtype(trt_dtype: Any) -> np.dtype:
-    name = str(trt_dtype).rsplit(".", 1)[-1]
-    if name not in TRT_DTYPES:
-        raise EngineError(f"tensor type {name} has no numpy equivalent; expected one of {sorted(TRT_DTYPES)}")
-    return np.dtype(TRT_DTYPES[name])
+    """The numpy dtype of a ``trt.DataType`` (table: :data:`edgeres._tensorrt.NUMPY_DTYPE_NAMES`)."""
+    name = dtype_key(trt_dtype)
+    if name not in NUMPY_DTYPE_NAMES:
+        raise EngineError(f"tensor type {name} has no numpy equivalent; expected one of {sorted(NUMPY_DTYPE_NAMES)}")
+    return np.dtype(NUMPY_DTYPE_NAMES[name])
 
 
 def io_from_engine(trt: ModuleType, engine: Any) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
@@ -343,7 +321,7 @@ class TrtEngine(Engine):
     Raises:
         PlanMismatchError: built for another TensorRT version or compute capability.
         PlanIntegrityError: empty, corrupt, or not the plan its sidecar describes.
-        TensorRTUnavailableError: no TensorRT, CUDA binding or GPU here.
+        EngineUnavailableError: no TensorRT, CUDA binding or GPU here (CudaUnavailableError for the CUDA part).
     """
 
     backend = "tensorrt"
@@ -561,7 +539,7 @@ class TrtEngine(Engine):
 
     def _enqueue_v3(self, slot: _Slot, stream: Any) -> None:
         if not slot.context.execute_async_v3(self._cuda.stream_ptr(stream)):
-            said = "; ".join(self._logger.messages[-3:]) or "no message"
+            said = "; ".join(self._logger.recent(3)) or "no message"
             raise EngineError(f"TensorRT execute_async_v3 failed on {self.path} (TensorRT said: {said})")
 
     def _release(self) -> None:

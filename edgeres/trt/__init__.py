@@ -3,6 +3,8 @@
 ``import edgeres.trt`` imports neither tensorrt nor CUDA; names resolve on
 first use. :class:`EngineSettings` and :func:`build_engine` are the build
 stage's entry points; the rest are the one-step loaders they are made of.
+Modules: ``guard`` (import guard, logger; lowest), ``caps``, ``settings``,
+``calibrator`` (INT8), ``progress`` (build progress), ``loaders`` (the steps).
 """
 
 from __future__ import annotations
@@ -15,15 +17,15 @@ _LAZY = {
     "check_settings": "edgeres.trt.settings",
     "Capabilities": "edgeres.trt.caps",
     "capabilities": "edgeres.trt.caps",
-    "require_tensorrt": "edgeres.trt.loaders",
-    "tensorrt_version": "edgeres.trt.loaders",
-    "local_compute_capability": "edgeres.trt.loaders",
+    "require_tensorrt": "edgeres.trt.guard",
+    "tensorrt_version": "edgeres.trt.guard",
+    "local_compute_capability": "edgeres.trt.guard",
     "builder_from_logger": "edgeres.trt.loaders",
     "network_from_onnx": "edgeres.trt.loaders",
     "config_from_settings": "edgeres.trt.loaders",
     "engine_bytes_from_network": "edgeres.trt.loaders",
-    "Int8EntropyCalibrator": "edgeres.trt.loaders",
-    "ProgressMonitor": "edgeres.trt.loaders",
+    "Int8EntropyCalibrator": "edgeres.trt.calibrator",
+    "ProgressMonitor": "edgeres.trt.progress",
     "build_engine": "edgeres.trt.loaders",
     "onnx_precision": "edgeres.trt.loaders",
 }

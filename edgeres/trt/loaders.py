@@ -3,7 +3,9 @@
 Each function produces one thing from another (``network_from_onnx``,
 ``config_from_settings``, ``engine_bytes_from_network``) and owns nothing it
 did not create. ``tensorrt`` is imported on first use only
-(:func:`require_tensorrt`), so ``import edgeres.trt`` works anywhere.
+(:func:`edgeres.trt.guard.require_tensorrt`), so ``import edgeres.trt`` works anywhere.
+The INT8 calibrator lives in :mod:`edgeres.trt.calibrator`, the progress monitor in
+:mod:`edgeres.trt.progress`; both, and this module, use :mod:`edgeres.trt.guard`.
 
 Supported: TensorRT 8.5 .. 11. What differs between versions is looked up in
 :func:`edgeres.trt.caps.capabilities`, not by version number.
@@ -17,26 +19,32 @@ A real engine build needs a GPU and is not exercised by the test suite.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from typing import Any
 
-from edgeres.errors import BuildError, CalibrationError, OutputPathError, TensorRTUnavailableError
+from edgeres._tensorrt import DTYPE_NAMES, dtype_key
+from edgeres.errors import BuildError, CalibrationError, TensorRTUnavailableError
+from edgeres.tensorrt_version import same_build
+from edgeres.trt.calibrator import (  # noqa: F401 - re-exported: edgeres.trt.loaders.<name> keeps working
+    CudaAllocator,
+    DeviceAllocator,
+    Int8EntropyCalibrator,
+    default_allocator,
+)
 from edgeres.trt.caps import Capabilities, capabilities
+from edgeres.trt.guard import (  # noqa: F401 - re-exported as above
+    INSTALL_HINT,
+    local_compute_capability,
+    logger,
+    require_tensorrt,
+    tensorrt_version,
+)
+from edgeres.trt.progress import ProgressMonitor
 from edgeres.trt.settings import EngineSettings, check_settings
 
-if TYPE_CHECKING:
-    from edgeres.runtime.cuda import CudaApi, DeviceBuffer
-
-MIN_VERSION = (8, 5)
 MAX_PARSER_ERRORS = 5  # listed in the one-line message; the rest are counted
-
-INSTALL_HINT = (
-    "on Jetson, TensorRT comes with JetPack (sudo apt install python3-libnvinfer, or reflash JetPack); "
-    "on desktop GPUs: pip install --extra-index-url https://pypi.nvidia.com tensorrt cuda-python"
-)
 
 # precision -> builder flags where precision is chosen by flags (TensorRT 8.x, 10.x).
 # int8 adds FP16 so that the layers left unquantized run in FP16, the same result
@@ -55,78 +63,6 @@ TYPED_ONNX_NEEDS: dict[str, tuple[str, ...]] = {
     "int8": ("qdq", "float16"),
     "best": (),
 }
-
-_NUMPY_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
-                 "BOOL": "bool", "UINT8": "uint8", "BF16": "bfloat16", "FP8": "float8", "INT4": "int4"}
-
-
-# --- TensorRT itself -------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def _import_tensorrt() -> ModuleType:
-    import tensorrt
-
-    return tensorrt
-
-
-def require_tensorrt() -> ModuleType:
-    """The ``tensorrt`` module, or :class:`TensorRTUnavailableError` with install hints."""
-    try:
-        trt = _import_tensorrt()
-    except (ImportError, OSError) as exc:
-        raise TensorRTUnavailableError(f"TensorRT is not importable in this Python ({exc}); {INSTALL_HINT}") from exc
-    version = str(getattr(trt, "__version__", "0"))
-    try:
-        major_minor = tuple(int(p) for p in version.split(".")[:2])
-    except ValueError:
-        major_minor = (0, 0)
-    if major_minor < MIN_VERSION:
-        raise TensorRTUnavailableError(
-            f"edgeres needs TensorRT >= {MIN_VERSION[0]}.{MIN_VERSION[1]}, found {version}; {INSTALL_HINT}"
-        )
-    return trt
-
-
-def tensorrt_version() -> str:
-    """The imported TensorRT's version string, e.g. ``10.3.0``."""
-    return str(require_tensorrt().__version__)
-
-
-def local_compute_capability() -> tuple[int, int] | None:
-    """Compute capability of local GPU 0 (via :mod:`edgeres.runtime.cuda`); None without a GPU or CUDA binding."""
-    from edgeres.runtime import cuda
-
-    info = cuda.local_device()
-    return None if info is None else info.compute_capability
-
-
-# --- logging ---------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=None)
-def _logger_class(trt: ModuleType) -> type:
-    class CollectingLogger(trt.ILogger):
-        """Keeps TensorRT's errors and warnings so a failed build can say why in one line."""
-
-        def __init__(self, min_severity: Any = trt.ILogger.Severity.WARNING) -> None:
-            trt.ILogger.__init__(self)  # pybind11 trampolines need the base initialised explicitly
-            self.min_severity = min_severity
-            self.messages: list[tuple[str, str]] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if int(severity) <= int(self.min_severity):
-                self.messages.append((str(severity).rsplit(".", 1)[-1], str(msg)))
-
-        def errors(self) -> list[str]:
-            return [m for sev, m in self.messages if sev in ("ERROR", "INTERNAL_ERROR")]
-
-    return CollectingLogger
-
-
-def logger(trt: ModuleType) -> Any:
-    """A ``trt.ILogger`` that collects warnings and errors (``.messages``, ``.errors()``)."""
-    return _logger_class(trt)()
 
 
 # --- builder, network, config ----------------------------------------------------------------
@@ -201,8 +137,8 @@ def tensor_spec(tensor: Any, dynamic_batch: bool) -> Any:
     shape = [int(d) for d in tensor.shape]
     if dynamic_batch and shape:
         shape[0] = -1
-    dtype = str(tensor.dtype).rsplit(".", 1)[-1]
-    return TensorSpec(name=str(tensor.name), shape=tuple(shape), dtype=_NUMPY_DTYPES.get(dtype, dtype.lower()))
+    dtype = dtype_key(tensor.dtype)
+    return TensorSpec(name=str(tensor.name), shape=tuple(shape), dtype=DTYPE_NAMES.get(dtype, dtype.lower()))
 
 
 def check_network_input(network: Any, settings: EngineSettings) -> None:
@@ -306,257 +242,58 @@ def explain_build_failure(errors: list[str], workspace_bytes: int) -> str:
 # --- timing cache ----------------------------------------------------------------------------
 
 
-def timing_cache_bytes(path: str | os.PathLike[str] | None) -> bytes | None:
-    """The saved timing cache, or None when there is none yet."""
+TIMING_CACHE_FORMAT = "edgeres-timing-cache/1"
+
+
+def timing_cache_stamp_path(path: str | os.PathLike[str]) -> Path:
+    """``timing.cache`` -> ``timing.cache.json``: the TensorRT version that wrote the cache."""
+    return Path(f"{os.fspath(path)}.json")
+
+
+def timing_cache_bytes(path: str | os.PathLike[str] | None, tensorrt_version: str | None = None) -> bytes | None:
+    """The saved timing cache, or None when there is none yet or it is not this TensorRT build's.
+
+    A timing cache is reusable only by the exact TensorRT that wrote it ("version numbers must
+    match across major, minor, patch, and build versions": TensorRT Support Policies, API
+    Versioning), so with ``tensorrt_version`` the stamp beside it (:func:`timing_cache_stamp_path`)
+    must name the same build (:func:`edgeres.tensorrt_version.same_build` is True); a cache with
+    no stamp, another build or an unknown build is ignored, and the build writes a fresh one.
+    """
     if path is None or not Path(path).is_file():
         return None
+    if tensorrt_version is not None:
+        recorded = timing_cache_version(path)
+        if recorded is None or same_build(recorded, tensorrt_version) is not True:
+            return None
     return Path(path).read_bytes() or None
 
 
-def save_timing_cache(config: Any, path: str | os.PathLike[str]) -> None:
-    """Write the config's (updated) timing cache atomically beside the engine."""
-    from edgeres._io import write_bytes_atomic
+def timing_cache_version(path: str | os.PathLike[str]) -> str | None:
+    """The TensorRT version recorded beside a timing cache, or None (no stamp, or one edgeres cannot read)."""
+    import json
+
+    from edgeres.tensorrt_version import is_version
+
+    try:
+        data = json.loads(timing_cache_stamp_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    version = data.get("tensorrt_version") if isinstance(data, dict) and data.get("format") == TIMING_CACHE_FORMAT else None
+    return version if is_version(version) else None
+
+
+def save_timing_cache(config: Any, path: str | os.PathLike[str], tensorrt_version: str | None = None) -> None:
+    """Write the config's (updated) timing cache atomically beside the engine, then its version stamp."""
+    import json
+
+    from edgeres._io import write_bytes_atomic, write_text_atomic
 
     cache = config.get_timing_cache()
     if cache is not None:
         write_bytes_atomic(path, bytes(cache.serialize()))
-
-
-# --- INT8 implicit calibration (TensorRT <= 10) ------------------------------------------------
-
-
-class DeviceAllocator(Protocol):
-    """Device memory as plain integer pointers, what the calibrator hands TensorRT (injectable for tests)."""
-
-    def alloc(self, nbytes: int) -> int: ...
-    def copy_htod(self, ptr: int, host: Any) -> None: ...
-    def free(self, ptr: int) -> None: ...
-
-
-class CudaAllocator:
-    """:class:`DeviceAllocator` over :mod:`edgeres.runtime.cuda` (owns the buffers it allocates).
-
-    Not verified on a GPU in this project's CI; the calls it makes are the runtime
-    layer's, checked against the real cuda-python binding in tests/test_runtime_cuda.py.
-    """
-
-    def __init__(self, api: CudaApi) -> None:
-        self._api = api
-        self._live: dict[int, DeviceBuffer] = {}  # ptr -> buffer (pycuda frees through the owning object)
-
-    def alloc(self, nbytes: int) -> int:
-        buf = self._api.malloc(int(nbytes))
-        self._live[buf.ptr] = buf
-        return buf.ptr
-
-    def copy_htod(self, ptr: int, host: Any) -> None:
-        self._api.memcpy_htod(ptr, host)
-
-    def free(self, ptr: int) -> None:
-        buf = self._live.pop(ptr, None)
-        if buf is not None:
-            self._api.free(buf)
-
-
-def default_allocator() -> CudaAllocator:
-    """Device memory on GPU 0 through the first usable CUDA binding (cuda-python, then pycuda).
-
-    Raises:
-        TensorRTUnavailableError: no binding imports or none sees a GPU; the message says why for each.
-    """
-    from edgeres.runtime import cuda
-
-    return CudaAllocator(cuda.cuda_api())
-
-
-@functools.lru_cache(maxsize=None)
-def _calibrator_class(trt: ModuleType) -> type:
-    base = trt.IInt8EntropyCalibrator2
-
-    class EntropyCalibrator(base):  # type: ignore[misc, valid-type]
-        """Feeds TensorRT float32 NCHW batches from an edgeres dataset; reads/writes the calibration cache.
-
-        Errors raised while TensorRT drives it are kept in ``.error`` (an exception thrown
-        back into TensorRT's C++ would abort the build without our message) and
-        re-raised by :func:`build_engine` after the build returns.
-        """
-
-        def __init__(self, dataset: Any, cache_path: Path | None, batch_size: int,
-                     input_shape: tuple[int, int, int] | None, allocator: DeviceAllocator | None) -> None:
-            base.__init__(self)  # pybind11 trampolines need the base initialised explicitly
-            self.dataset = dataset
-            self.cache_path = None if cache_path is None else Path(cache_path)
-            self.batch_size = int(batch_size)
-            self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
-            self._allocator = allocator
-            self._batches: Iterator[Any] | None = None
-            self._device: dict[str, tuple[int, int]] = {}  # name -> (ptr, nbytes)
-            self.batches_fed = 0
-            self.batches_skipped = 0
-            self.error: Exception | None = None
-
-        def get_batch_size(self) -> int:
-            return self.batch_size
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            try:
-                return self._next_pointers(list(names))
-            except Exception as exc:  # noqa: BLE001 - handed back after the build, see class doc
-                self.error = exc
-                self.free()
-                return None
-
-        def _next_pointers(self, names: list[str]) -> list[int] | None:
-            import numpy as np
-
-            if self.dataset is None:
-                return None
-            if len(names) != 1:
-                raise CalibrationError(f"the calibrator feeds one input, TensorRT asked for {names}")
-            if self._batches is None:
-                self._batches = iter(self.dataset.batches(self.batch_size))
-            for batch in self._batches:
-                array = np.ascontiguousarray(batch)
-                if array.dtype != np.float32:
-                    raise CalibrationError(f"calibration batches must be float32 NCHW, received {array.dtype}")
-                want = (self.batch_size, *self.input_shape) if self.input_shape else None
-                if array.ndim != 4 or (want and array.shape[1:] != want[1:]):
-                    raise CalibrationError(f"calibration batch has shape {array.shape}, expected {want or 'NCHW'}")
-                if array.shape[0] != self.batch_size:  # TensorRT needs exactly get_batch_size() images
-                    self.batches_skipped += 1
-                    continue
-                ptr = self._buffer(names[0], array.nbytes)
-                self._allocator.copy_htod(ptr, array)
-                self.batches_fed += 1
-                return [ptr]
-            if self.batches_fed == 0:
-                raise CalibrationError(
-                    f"calibration data gave no full batch of {self.batch_size} images "
-                    f"({self.batches_skipped} partial batches); lower the calibration batch size or add images"
-                )
-            self.free()
-            return None
-
-        def _buffer(self, name: str, nbytes: int) -> int:
-            if name not in self._device:
-                self._device[name] = (int(self._allocator.alloc(nbytes)), nbytes)
-            ptr, have = self._device[name]
-            if have != nbytes:
-                raise CalibrationError(f"calibration batch of {nbytes} bytes does not fit the {have}-byte buffer")
-            return ptr
-
-        def read_calibration_cache(self) -> bytes | None:
-            if self.cache_path is None or not self.cache_path.is_file():
-                return None
-            return self.cache_path.read_bytes() or None
-
-        def write_calibration_cache(self, cache: Any) -> None:
-            if self.cache_path is None:
-                return
-            from edgeres._io import write_bytes_atomic
-
-            try:
-                write_bytes_atomic(self.cache_path, bytes(cache))
-            except (OSError, OutputPathError) as exc:
-                self.error = CalibrationError(f"could not write calibration cache {self.cache_path}: {exc}")
-
-        def free(self) -> None:
-            for ptr, _ in self._device.values():
-                self._allocator.free(ptr)
-            self._device.clear()
-
-    return EntropyCalibrator
-
-
-def Int8EntropyCalibrator(dataset: Any, cache_path: str | os.PathLike[str] | None, batch_size: int = 8,  # noqa: N802
-                          input_shape: tuple[int, int, int] | None = None,
-                          allocator: DeviceAllocator | None = None) -> Any:
-    """A ``trt.IInt8EntropyCalibrator2`` fed by ``dataset.batches(batch_size)`` (float32 NCHW).
-
-    ``cache_path`` is read first (a valid cache skips calibration) and written after
-    calibration. ``allocator`` provides device memory (a :class:`DeviceAllocator`); default:
-    :func:`default_allocator`. TensorRT 11 has no implicit calibration: use a Q/DQ ONNX.
-    """
-    trt = require_tensorrt()
-    if not capabilities(trt).implicit_int8_calibrator:
-        raise BuildError(
-            f"TensorRT {trt.__version__} has no implicit INT8 calibrator (IInt8EntropyCalibrator2 was removed in 11); "
-            "build INT8 from the Q/DQ ONNX (int8_mode='qdq')"
-        )
-    if allocator is None and dataset is not None:
-        allocator = default_allocator()
-    return _calibrator_class(trt)(dataset, None if cache_path is None else Path(cache_path), batch_size,
-                                  input_shape, allocator)
-
-
-# --- builder progress (TensorRT >= 10) -------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=None)
-def _progress_class(trt: ModuleType) -> type:
-    base = trt.IProgressMonitor
-
-    class RichProgressMonitor(base):  # type: ignore[misc, valid-type]
-        """Shows TensorRT's nested build phases as rich progress bars."""
-
-        def __init__(self, console: Any = None) -> None:
-            base.__init__(self)
-            self._console = console
-            self._progress: Any = None
-            self._tasks: dict[str, Any] = {}
-            self._depth: dict[str, int] = {}
-            self._totals: dict[str, int] = {}
-            self.cancelled = False
-
-        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            try:
-                if self._progress is None:
-                    from rich.progress import Progress
-
-                    self._progress = Progress(console=self._console, transient=False)
-                    self._progress.start()
-                depth = self._depth.get(parent_phase, -1) + 1 if parent_phase else 0
-                self._depth[phase_name] = depth
-                self._totals[phase_name] = max(int(num_steps), 1)
-                self._tasks[phase_name] = self._progress.add_task("  " * depth + phase_name, total=max(int(num_steps), 1))
-            except Exception:  # noqa: BLE001 - a display problem must never stop a build
-                pass
-
-        def step_complete(self, phase_name: str, step: int) -> bool:
-            try:
-                if phase_name in self._tasks:
-                    self._progress.update(self._tasks[phase_name], completed=int(step) + 1)
-            except Exception:  # noqa: BLE001
-                pass
-            return not self.cancelled
-
-        def phase_finish(self, phase_name: str) -> None:
-            try:
-                task = self._tasks.pop(phase_name, None)
-                depth = self._depth.pop(phase_name, 0)
-                if task is not None and depth > 0:  # nested phases come and go; top-level ones stay as a record
-                    self._progress.remove_task(task)
-                elif task is not None:
-                    self._progress.update(task, completed=self._totals.get(phase_name, 1))
-                if not self._tasks:
-                    self.close()
-            except Exception:  # noqa: BLE001
-                pass
-
-        def close(self) -> None:
-            if self._progress is not None:
-                self._progress.stop()
-                self._progress = None
-
-    return RichProgressMonitor
-
-
-def ProgressMonitor(console: Any = None) -> Any:  # noqa: N802
-    """A ``trt.IProgressMonitor`` drawing rich progress bars, or None where TensorRT has none (< 10)."""
-    trt = require_tensorrt()
-    if not capabilities(trt).progress_monitor_class:
-        return None
-    return _progress_class(trt)(console)
+        if tensorrt_version is not None:
+            stamp = {"format": TIMING_CACHE_FORMAT, "tensorrt_version": str(tensorrt_version)}
+            write_text_atomic(timing_cache_stamp_path(path), json.dumps(stamp, sort_keys=True) + "\n")
 
 
 # --- the ONNX's own precision (what TensorRT 11 builds) ----------------------------------------
@@ -672,7 +409,7 @@ def build_engine(settings: EngineSettings, *, allocator: DeviceAllocator | None 
     network, _parser = network_from_onnx(builder, onnx_path, caps, log)  # _parser owns weights until the build ends
     progress = ProgressMonitor(console) if settings.show_progress and caps.progress_monitor else None
     config = config_from_settings(builder, network, settings, caps, calibrator=calibrator, progress=progress,
-                                  timing_cache_bytes=timing_cache_bytes(settings.timing_cache),
+                                  timing_cache_bytes=timing_cache_bytes(settings.timing_cache, str(trt.__version__)),
                                   int8_scales=onnx_types.has_qdq or calibrator is not None)
     try:
         plan = engine_bytes_from_network(builder, network, config, log, settings.workspace_bytes)
@@ -707,5 +444,5 @@ def build_engine(settings: EngineSettings, *, allocator: DeviceAllocator | None 
         )
         write_sidecar(settings.plan_path, sidecar)
     if settings.timing_cache is not None and caps.timing_cache:
-        save_timing_cache(config, settings.timing_cache)
+        save_timing_cache(config, settings.timing_cache, str(trt.__version__))
     return sidecar

@@ -253,6 +253,14 @@ def checked_builder(network_input=(-1, 3, 8, 8), on_build=None, parse_ok=True, p
         checked_factory(trt, REAL_PARSER, lambda net, log: Checked(trt, REAL_PARSER, parser, calls))
 
 
+def other_build(version: str) -> str:
+    """The same major.minor.patch with a build number no real release has."""
+    from edgeres.tensorrt_version import parse_version
+
+    v = parse_version(version)
+    return f"{v.major}.{v.minor}.{v.patch}.99999"
+
+
 def set_calls(calls, name):
     return [args for n, args in calls if n == name]
 
@@ -300,6 +308,16 @@ def test_dry_run_build_engine(tmp_path, monkeypatch, precision):
     monkeypatch.setattr(trt, "OnnxParser", parser2)
     loaders.build_engine(s, console=Console(file=io.StringIO()))
     assert set_calls(calls2, "create_timing_cache") == [(b"timing-cache-bytes",)], "saved timing cache must be reused"
+    assert loaders.timing_cache_version(tmp_path / "model.timing") == trt.__version__, "the cache's TensorRT is recorded"
+
+    # another TensorRT build must start from a fresh cache (Support Policies: timing caches need all four parts)
+    loaders.timing_cache_stamp_path(tmp_path / "model.timing").write_text(
+        json.dumps({"format": loaders.TIMING_CACHE_FORMAT, "tensorrt_version": other_build(EXPECTED)}))
+    calls3, builder3, parser3 = checked_builder()
+    monkeypatch.setattr(trt, "Builder", builder3)
+    monkeypatch.setattr(trt, "OnnxParser", parser3)
+    loaders.build_engine(s, console=Console(file=io.StringIO()))
+    assert set_calls(calls3, "create_timing_cache") == [(b"",)], "a cache from another TensorRT build must not be fed in"
 
 
 def test_dry_run_dla_with_gpu_fallback(tmp_path, monkeypatch):
