@@ -207,12 +207,13 @@ def build_reference(workdir: Path, n_calib: int | None) -> dict:
     import torch
 
     from edgeres import reference
+    from edgeres.data import reference_dataset
     from edgeres.export import export_onnx
     from edgeres.fold import fold_batchnorm
 
     model = reference.reference_model().eval()
-    calib_ds = reference.reference_dataset("calib")
-    test_ds = reference.reference_dataset("test")
+    calib_ds = reference_dataset("calib")
+    test_ds = reference_dataset("test")
     calib = calib_ds.array()
     if n_calib:
         calib = calib[:n_calib]

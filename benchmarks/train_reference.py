@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from edgeres import reference
 from edgeres._io import atomic_dir
 from edgeres.data import load_dataset
+from edgeres.evaluate import top1_correct_onnxruntime, top1_correct_torch
 from edgeres.export import export_onnx
 from edgeres.fold import fold_batchnorm
 from edgeres.models import create_model, recipe_for
@@ -189,11 +190,11 @@ def main(argv: list[str] | None = None) -> None:
         # Accuracy is measured from the written files, through the same loader users get.
         loaded = reference.reference_model(out / reference.WEIGHTS_NAME)
         test = load_dataset(f"{out / reference.DATA_NAME}#test", recipe, require_labels=True)
-        torch_correct = reference.top1_correct_torch(loaded, test)
+        torch_correct = top1_correct_torch(loaded, test, batch_size=reference.EVAL_BATCH_SIZE)
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = Path(tmp) / "resnet20_digits.onnx"
             export_report = export_onnx(fold_batchnorm(loaded), onnx_path, (1, *recipe.input_shape))
-            onnx_correct = reference.top1_correct_onnxruntime(onnx_path, test)
+            onnx_correct = top1_correct_onnxruntime(onnx_path, test, batch_size=reference.EVAL_BATCH_SIZE)
         info = {
             "format": reference.INFO_FORMAT,
             "arch": ARCH,

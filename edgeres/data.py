@@ -20,7 +20,9 @@ Sources:
       memory-mapped: the chosen samples are held in memory (use ``.npy`` for
       large sets).
     * ``reference:calib`` / ``reference:test``: the splits shipped with the
-      reference model (see :mod:`edgeres.reference`); the recipe may be None.
+      reference model (its files and recipe come from :mod:`edgeres.reference`,
+      which this module imports one way: reference knows nothing of datasets);
+      the recipe may be None. :func:`reference_dataset` is the short form.
 
 Sample choice is deterministic: candidates are sorted (paths, or array
 indices), a ``seed``-ed permutation picks ``size`` of them, and the chosen
@@ -46,6 +48,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from edgeres import reference
 from edgeres.errors import DataError
 from edgeres.recipe import Recipe
 
@@ -156,8 +159,6 @@ def load_dataset(
     if size is not None and (isinstance(size, bool) or int(size) < 1):
         raise DataError(f"size must be a positive number of samples, received {size!r}")
     if text.startswith(REFERENCE_PREFIX):
-        from edgeres import reference
-
         split = text[len(REFERENCE_PREFIX):]
         text_source = f"{reference.reference_data_path()}#{reference.check_split(split)}"
         dataset = load_dataset(
@@ -186,6 +187,11 @@ def load_dataset(
     if require_labels:
         _check_labels(dataset)
     return dataset
+
+
+def reference_dataset(split: str, *, size: int | None = None, seed: int = 0) -> Dataset:
+    """The shipped ``calib`` or ``test`` split as a labelled :class:`Dataset` (the reference recipe)."""
+    return load_dataset(f"{REFERENCE_PREFIX}{split}", None, size=size, seed=seed, require_labels=True)
 
 
 def _split_source(text: str) -> tuple[Path, str | None]:

@@ -1,7 +1,10 @@
-"""Run an ONNX model over a Dataset with onnxruntime (CPU) and compare outputs.
+"""Run a model over a Dataset (onnxruntime CPU, or PyTorch) and compare outputs; top-1 counts.
 
-Used by calibration (FP32 vs INT8), the build stage and benchmarks. Accuracy
-and agreement are top-1; SQNR is ``10*log10(sum(ref**2) / sum((ref-out)**2))``.
+Used by calibration (FP32 vs INT8), the build stage, benchmarks and the
+reference model's recorded accuracy. Accuracy and agreement are top-1; SQNR is
+``10*log10(sum(ref**2) / sum((ref-out)**2))``. torch and onnxruntime are
+imported inside the functions that use them. A dataset is anything with
+``batches(batch_size)``, ``labels`` and ``source`` (an :class:`edgeres.data.Dataset`).
 """
 
 from __future__ import annotations
@@ -81,3 +84,35 @@ def compare_logits(reference: np.ndarray, result: np.ndarray, labels: np.ndarray
         "cosine": float(cosine),
         "max_abs": float(max_abs),
     }
+
+
+def top1_correct(logits: np.ndarray, labels: np.ndarray) -> int:
+    """Number of rows of (N, classes) ``logits`` whose argmax equals the label."""
+    return int((np.asarray(logits).argmax(1) == np.asarray(labels)).sum())
+
+
+def _labelled(dataset: Any) -> Any:
+    if dataset.labels is None:
+        raise DataError(f"{dataset.source} has no labels; top-1 needs labels")
+    return dataset
+
+
+def top1_correct_torch(model: Any, dataset: Any, batch_size: int = 64) -> int:
+    """Number of samples of a labelled ``dataset`` whose PyTorch argmax equals the label."""
+    import torch
+
+    correct = 0
+    with torch.inference_mode():
+        for images, labels in _labelled(dataset).batches(batch_size):
+            correct += top1_correct(model(torch.from_numpy(images)).numpy(), labels)
+    return correct
+
+
+def top1_correct_onnxruntime(onnx_path: str | os.PathLike[str], dataset: Any, batch_size: int = 64) -> int:
+    """Number of samples of a labelled ``dataset`` whose ONNX Runtime (CPU, 2 threads) argmax equals the label."""
+    session = onnx_session(os.fspath(onnx_path), threads=2)
+    input_name = session.get_inputs()[0].name
+    correct = 0
+    for images, labels in _labelled(dataset).batches(batch_size):
+        correct += top1_correct(session.run(None, {input_name: images})[0], labels)
+    return correct

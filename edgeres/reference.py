@@ -7,7 +7,11 @@ its FP32 top-1 on the test split through PyTorch and through ONNX Runtime.
 INT8 calibration, accuracy budgets and benchmarks use it as a real model on
 real data that needs no download. ``benchmarks/train_reference.py`` regenerates it.
 
-The module imports torch only inside the functions that build a model.
+This module owns the shipped files (paths, splits, recipe, weights); it imports
+no other data module. The splits as datasets are ``reference:calib`` /
+``reference:test`` sources of :func:`edgeres.data.load_dataset` (or
+:func:`edgeres.data.reference_dataset`); top-1 counts are in :mod:`edgeres.evaluate`.
+It imports torch only inside the functions that build a model.
 """
 
 from __future__ import annotations
@@ -27,8 +31,6 @@ from edgeres.resources import shipped_file
 if TYPE_CHECKING:
     from torch import nn
 
-    from edgeres.data import Dataset
-
 REFERENCE_ARCH = "resnet20"
 REFERENCE_BUILDER_OPTIONS: dict[str, Any] = {"in_channels": 1, "num_classes": 10, "shortcut": "A"}
 SPLITS = ("calib", "test")
@@ -36,7 +38,7 @@ WEIGHTS_NAME = "resnet20_digits.safetensors"
 DATA_NAME = "digits.npz"
 INFO_NAME = "recipe.json"
 INFO_FORMAT = "edgeres-reference/1"
-EVAL_BATCH_SIZE = 250
+EVAL_BATCH_SIZE = 250  # batch size of the recorded accuracy evaluation (recipe.json "accuracy")
 
 
 def reference_weights_path() -> Path:
@@ -83,13 +85,6 @@ def check_split(split: str) -> str:
     return split
 
 
-def reference_dataset(split: str, *, size: int | None = None, seed: int = 0) -> "Dataset":
-    """The shipped ``calib`` or ``test`` split as a labelled :class:`~edgeres.data.Dataset`."""
-    from edgeres.data import load_dataset
-
-    return load_dataset(f"reference:{check_split(split)}", reference_recipe(), size=size, seed=seed, require_labels=True)
-
-
 def reference_indices(split: str) -> np.ndarray:
     """Indices into the 5,000-image source of ``split`` (``train``, ``calib`` or ``test``)."""
     with np.load(reference_data_path(), allow_pickle=False) as archive:
@@ -97,33 +92,3 @@ def reference_indices(split: str) -> np.ndarray:
         if key not in archive.files:
             raise DataError(f"unknown reference split {split!r}; expected one of train, {', '.join(SPLITS)}")
         return archive[key]
-
-
-def top1_correct_torch(model: "nn.Module", dataset: "Dataset", batch_size: int = EVAL_BATCH_SIZE) -> int:
-    """Number of samples of a labelled ``dataset`` whose PyTorch argmax equals the label."""
-    import torch
-
-    if dataset.labels is None:
-        raise DataError(f"{dataset.source} has no labels; top-1 needs labels")
-    correct = 0
-    with torch.inference_mode():
-        for images, labels in dataset.batches(batch_size):
-            correct += int((model(torch.from_numpy(images)).argmax(1).numpy() == labels).sum())
-    return correct
-
-
-def top1_correct_onnxruntime(onnx_path: str | os.PathLike[str], dataset: "Dataset", batch_size: int = EVAL_BATCH_SIZE) -> int:
-    """Number of samples whose ONNX Runtime (CPU) argmax equals the label."""
-    import onnxruntime as ort
-
-    if dataset.labels is None:
-        raise DataError(f"{dataset.source} has no labels; top-1 needs labels")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    correct = 0
-    for images, labels in dataset.batches(batch_size):
-        logits = session.run(None, {input_name: images})[0]
-        correct += int((logits.argmax(1) == labels).sum())
-    return correct

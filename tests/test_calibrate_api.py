@@ -111,3 +111,21 @@ def test_cli_migrates_a_cache(model_path, tmp_path) -> None:
     fail = runner.invoke(cli, ["calibrate", "--from-cache", str(bad), "--onnx", str(model_path), "-o", str(tmp_path / "none")])
     assert fail.exit_code == 2 and "line 2" in fail.stderr, fail.stderr
     assert not (tmp_path / "none").exists(), "a malformed cache must leave no output folder"
+
+
+def test_timing_false_writes_no_wall_times_and_is_byte_identical(model_path, tmp_path) -> None:
+    data = tiny_dataset(16)
+    timed = calibrate(model_path, data, tmp_path / "t", progress=False)
+    assert list(timed.report["timing"]) == ["statistics_s", "thresholds_s", "evaluation_s", "total_s"], (
+        f"timing keys by default: {timed.report.get('timing')}"
+    )
+    runs = [calibrate(model_path, data, tmp_path / d, progress=False, timing=False) for d in "xy"]
+    for result in runs:
+        written = json.loads(result.report_path.read_text())
+        assert "timing" not in written and "timing" not in result.report, "timing=False leaves the key out"
+    for name in (*OUTPUTS, "model.qdq.ort.onnx"):
+        assert (tmp_path / "x" / name).read_bytes() == (tmp_path / "y" / name).read_bytes(), f"{name} differs across runs"
+    untimed = json.loads((tmp_path / "x" / OUTPUTS[2]).read_text())
+    assert untimed == {k: v for k, v in json.loads((tmp_path / "t" / OUTPUTS[2]).read_text()).items() if k != "timing"}, (
+        "timing=False changes nothing but the timing key"
+    )

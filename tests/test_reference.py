@@ -1,4 +1,4 @@
-"""Tests for edgeres.reference: the shipped ResNet-20 digits model, its splits and recorded accuracy."""
+"""Tests for edgeres.reference: the shipped ResNet-20 digits model, its splits (as datasets) and recorded accuracy."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch
 
 import edgeres
 from edgeres import reference
-from edgeres.data import load_dataset
+from edgeres.data import load_dataset, reference_dataset
 from edgeres.errors import DataError
+from edgeres.evaluate import top1_correct_onnxruntime, top1_correct_torch
 from edgeres.models import create_model
 from edgeres.weights import load_weights, read_state_dict
 
@@ -25,7 +26,7 @@ def info() -> dict:
 
 @pytest.fixture(scope="module")
 def test_split():
-    return reference.reference_dataset("test")
+    return reference_dataset("test")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_splits_are_disjoint_and_match_recorded_sizes(info: dict) -> None:
         overlap = np.intersect1d(indices[a], indices[b])
         assert overlap.size == 0, f"{a} and {b} share source indices {overlap[:5]}"
     for split in reference.SPLITS:
-        ds = reference.reference_dataset(split)
+        ds = reference_dataset(split)
         assert len(ds) == len(indices[split]), f"{split}: {len(ds)} images vs {len(indices[split])} indices"
         assert np.bincount(ds.labels, minlength=10).min() > 0, f"{split} must hold every digit"
 
@@ -74,7 +75,7 @@ def test_recorded_fingerprints_match_shipped_data(info: dict, test_split) -> Non
 
 
 def test_fp32_torch_accuracy_equals_recorded(model, test_split, info: dict) -> None:
-    correct = reference.top1_correct_torch(model, test_split)
+    correct = top1_correct_torch(model, test_split, batch_size=reference.EVAL_BATCH_SIZE)
     recorded = info["accuracy"]["fp32_torch_correct"]
     assert correct == recorded, f"recomputed {correct}/{len(test_split)} correct, recorded {recorded}"
     assert correct / len(test_split) == info["accuracy"]["fp32_torch_top1"], "recorded top-1 is correct/count"
@@ -85,7 +86,7 @@ def test_folded_onnx_gives_same_top1(model, test_split, info: dict, tmp_path: Pa
     folded = edgeres.fold_batchnorm(model)
     path = tmp_path / "ref.onnx"
     edgeres.export_onnx(folded, path, (1, *reference.reference_recipe().input_shape))
-    onnx_correct = reference.top1_correct_onnxruntime(path, test_split)
+    onnx_correct = top1_correct_onnxruntime(path, test_split, batch_size=reference.EVAL_BATCH_SIZE)
     assert onnx_correct == info["accuracy"]["fp32_torch_correct"], (
         f"ONNX Runtime {onnx_correct} correct vs PyTorch {info['accuracy']['fp32_torch_correct']}"
     )
@@ -96,8 +97,8 @@ def test_reference_sources_and_bad_split() -> None:
     with pytest.raises(DataError, match="unknown reference split 'train'"):
         load_dataset("reference:train", None)
     with pytest.raises(DataError, match="unknown reference split"):
-        reference.reference_dataset("validation")
-    sub = reference.reference_dataset("calib", size=32, seed=1)
+        reference_dataset("validation")
+    sub = reference_dataset("calib", size=32, seed=1)
     assert len(sub) == 32 and sub.labels is not None, "reference splits honour size/seed"
     x = sub.array()
     assert x.shape == (32, 1, 28, 28) and x.dtype == np.float32, f"{x.shape} {x.dtype}"

@@ -59,6 +59,7 @@ def reference_pair(log: Callable[[str], None]) -> Iterator[tuple[Path, Path]]:
     import torch
 
     from edgeres import reference
+    from edgeres.data import reference_dataset
     from edgeres.export import export_onnx
     from edgeres.fold import fold_batchnorm
 
@@ -68,7 +69,7 @@ def reference_pair(log: Callable[[str], None]) -> Iterator[tuple[Path, Path]]:
         log(f"- build the reference model's FP32 ONNX and INT8 Q/DQ ONNX ({DEFAULT_CALIBRATION_METHOD} calibration "
             "on the shipped calibration split, onnxruntime Q/DQ placement)")
         model = reference.reference_model()
-        calib = reference.reference_dataset("calib")
+        calib = reference_dataset("calib")
         example = torch.from_numpy(next(calib.batches(8))[0])
         fp32 = folder / "model.onnx"
         export_onnx(fold_batchnorm(model, example), fp32, (1, *recipe.input_shape), check_inputs=example.numpy())

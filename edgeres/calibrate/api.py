@@ -4,6 +4,16 @@ One streaming statistics pass feeds both outputs: the Q/DQ model (explicit
 quantization, TensorRT 8.6 to 11 and onnxruntime) and the calibration cache
 (implicit INT8 and the DLA on TensorRT 8.5 to 10.x). Outputs are assembled in
 memory and written atomically at the end: a failure leaves none of them.
+
+:func:`calibrate` runs these steps, each a function named for what it makes from what:
+
+1. :func:`options_from_arguments`, :func:`quantizable_onnx`: checks, before any work;
+2. :func:`statistics_from_dataset`: one streaming pass, a histogram per activation;
+3. :func:`thresholds_from_statistics`: the calibrator's amax and the INT8 scales;
+4. :func:`fp32_reference_from_data`, :func:`int8_evaluation_from_thresholds`: INT8 vs FP32 logits;
+5. :func:`budget_search_from_evaluation`: layers left unquantized until the accuracy budget holds;
+6. :func:`layer_sqnr_from_qdq`, :func:`report_from_steps`: per-layer errors and the report;
+7. :func:`artifacts_from_evaluation`, :func:`write_outputs`: serialized outputs, then the only writes.
 """
 
 from __future__ import annotations
@@ -19,11 +29,18 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from edgeres._io import write_bytes_atomic, write_text_atomic
-from edgeres.calibrate.budget import Budget, rank_by_sensitivity, search_exclusions
+from edgeres.calibrate.budget import Budget, BudgetOutcome, budget_report, rank_by_sensitivity, search_exclusions
 from edgeres.calibrate.cache import calibration_cache_text, trt_version_code
-from edgeres.calibrate.calibrators import CALIBRATORS, DEFAULT_METHOD, DEFAULT_PERCENTILE, compute_amax, scale_from_amax
+from edgeres.calibrate.calibrators import (
+    CALIBRATORS,
+    DEFAULT_METHOD,
+    DEFAULT_PERCENTILE,
+    Histogram,
+    compute_amax,
+    scale_from_amax,
+)
 from edgeres.calibrate.qdq import qdq_model, qdq_summary, quantizable_layers, quantized_activations, weighted_nodes
-from edgeres.calibrate.report import LayerErrorAccumulator, format_table, json_safe, layer_macs
+from edgeres.calibrate.report import LayerErrorAccumulator, format_table, json_safe, layer_macs, layer_rows, tensor_rows
 from edgeres.calibrate.stats import check_input_shape, collect_statistics, observed_tensors, session_with_outputs
 from edgeres.errors import CalibrationError, DataError, OutputPathError
 from edgeres.tensorrt_version import DEFAULT_TENSORRT
@@ -129,7 +146,7 @@ class _Evaluator:
         return compare_logits(self.reference, self.logits(proto), self.labels)
 
 
-def _layer_sqnr(model: Any, qdq: Any, dataset: Any, batch_size: int, limit: int) -> dict[str, float]:
+def layer_sqnr_from_qdq(model: Any, qdq: Any, dataset: Any, batch_size: int, limit: int) -> dict[str, float]:
     """SQNR (dB) of every Conv/Gemm output of the INT8 model against FP32 (first ``limit`` samples)."""
     names = [n.output[0] for n in weighted_nodes(model)]
     fp32 = session_with_outputs(model, names)
@@ -170,6 +187,216 @@ def check_options(
     return budget
 
 
+# ---------------------------------------------------------------- calibrate(), step by step
+#
+# options -> statistics -> thresholds -> evaluation -> budget search -> artifacts -> report -> writing.
+# Every step before writing is free of side effects on disk, so a failure leaves no output.
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationOptions:
+    """The checked knobs of one calibration."""
+
+    method: str
+    percentile: float
+    trt_version: str
+    budget: Budget
+    batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Statistics:
+    """Activation histograms of the calibration data, and which data it was."""
+
+    histograms: dict[str, Histogram]
+    samples: int
+    fingerprint: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Per-tensor clipping threshold (amax) from the calibrator, and its INT8 scale."""
+
+    amax: dict[str, float]
+    scales: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Int8Evaluation:
+    """A TensorRT-placement Q/DQ model, the layers it leaves unquantized, and its figures against FP32."""
+
+    qdq: Any
+    metrics: dict[str, Any]
+    excluded: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifacts:
+    """The serialized outputs: Q/DQ ONNX (TensorRT and onnxruntime placement) and the TensorRT cache."""
+
+    qdq_bytes: bytes
+    ort_qdq_bytes: bytes
+    cache_text: str
+
+
+class _Stopwatch:
+    """Wall time of each step since the previous one, and ``total_s`` since the start."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.last = now
+
+    def total(self) -> dict[str, float]:
+        return {**self.laps, "total_s": time.perf_counter() - self.start}
+
+
+def options_from_arguments(
+    method: str,
+    percentile: float,
+    trt_version: str,
+    max_accuracy_drop: float | None,
+    min_agreement: float | None,
+    eval_dataset: Any,
+    batch_size: int,
+) -> CalibrationOptions:
+    """Checked options (see :func:`check_options`); a drop budget also needs labelled evaluation data."""
+    budget = check_options(method, percentile, trt_version, max_accuracy_drop, min_agreement, eval_dataset is not None, batch_size)
+    if max_accuracy_drop is not None and getattr(eval_dataset, "labels", None) is None:
+        raise DataError(
+            "--max-accuracy-drop needs labelled evaluation data, but the evaluation set has no labels "
+            "(use an ImageFolder layout or an .npz with labels, or --min-agreement instead)"
+        )
+    return CalibrationOptions(method, percentile, trt_version, budget, int(batch_size))
+
+
+def quantizable_onnx(path: Path) -> Any:
+    """The FP32 ModelProto at ``path``; CalibrationError unless it has a Conv/Gemm with constant weights."""
+    model = _load_onnx(path)
+    if not weighted_nodes(model):
+        raise CalibrationError(f"{path} has no Conv/Gemm layer with constant weights to quantize")
+    return model
+
+
+def statistics_from_dataset(model: Any, dataset: Any, batch_size: int, progress: bool) -> Statistics:
+    """Stream ``dataset`` through ``model`` once and histogram every observed activation."""
+    with _progress_bar(len(dataset), progress, "calibration statistics") as advance:
+        histograms = collect_statistics(model, dataset, batch_size=batch_size, progress=advance)
+    fingerprint = dataset.fingerprint() if hasattr(dataset, "fingerprint") else None
+    return Statistics(histograms, len(dataset), fingerprint)
+
+
+def thresholds_from_statistics(statistics: Statistics, method: str, percentile: float) -> Thresholds:
+    """Run the calibrator on every histogram: amax, then the symmetric INT8 scale."""
+    amax = {n: compute_amax(h, method, percentile=percentile) for n, h in statistics.histograms.items()}
+    return Thresholds(amax, {n: scale_from_amax(a) for n, a in amax.items()})
+
+
+def fp32_reference_from_data(model: Any, dataset: Any, eval_dataset: Any, batch_size: int) -> tuple[_Evaluator, str]:
+    """FP32 logits on the evaluation data (the calibration data when None), and which data that is."""
+    if eval_dataset is not None:
+        return _Evaluator(model, eval_dataset, batch_size), "evaluation data"
+    return _Evaluator(model, dataset, batch_size), "calibration data"
+
+
+def int8_evaluation_from_thresholds(model: Any, thresholds: Thresholds, evaluator: _Evaluator) -> Int8Evaluation:
+    """Quantize every quantizable layer and compare the INT8 logits with FP32."""
+    qdq = qdq_model(model, thresholds.scales)
+    return Int8Evaluation(qdq, evaluator.metrics(qdq))
+
+
+def budget_search_from_evaluation(
+    model: Any, thresholds: Thresholds, evaluator: _Evaluator, budget: Budget, first: Int8Evaluation
+) -> tuple[Int8Evaluation, BudgetOutcome | None]:
+    """Leave the most sensitive layers unquantized until ``budget`` holds (see :mod:`edgeres.calibrate.budget`).
+
+    Returns the final INT8 model (``first`` when there is no budget or it holds
+    already) and the search's outcome (None without a budget).
+    """
+    if not budget.active:
+        return first, None
+    if budget.met(first.metrics):
+        return first, BudgetOutcome(excluded=(), met=True)
+    scales = thresholds.scales
+    limit = min(RANK_SAMPLES, len(evaluator.reference))
+    ranking = rank_by_sensitivity(
+        quantizable_layers(model),
+        lambda ex: evaluator.logits(qdq_model(model, scales, exclude=ex), limit),
+        evaluator.reference[:limit],
+    )
+    excluded, metrics, met, trail = search_exclusions(
+        [name for name, _ in ranking], lambda ex: evaluator.metrics(qdq_model(model, scales, exclude=ex)), budget, first.metrics
+    )
+    qdq = qdq_model(model, scales, exclude=excluded) if excluded else first.qdq
+    return Int8Evaluation(qdq, metrics, tuple(excluded)), BudgetOutcome(tuple(excluded), met, tuple(ranking), tuple(trail))
+
+
+def artifacts_from_evaluation(model: Any, thresholds: Thresholds, int8: Int8Evaluation, trt_version: str) -> Artifacts:
+    """Serialize the final Q/DQ model, its onnxruntime-placement twin and the TensorRT calibration cache."""
+    ort = qdq_model(model, thresholds.scales, exclude=list(int8.excluded), placement="onnxruntime")
+    return Artifacts(int8.qdq.SerializeToString(), ort.SerializeToString(), calibration_cache_text(thresholds.scales, trt_version))
+
+
+def report_from_steps(
+    model: Any,
+    options: CalibrationOptions,
+    statistics: Statistics,
+    thresholds: Thresholds,
+    evaluated_on: str,
+    int8: Int8Evaluation,
+    outcome: BudgetOutcome | None,
+    layer_sqnr: dict[str, float],
+) -> dict[str, Any]:
+    """The ``calib_report.json`` content (strict JSON: inf/nan as strings), without ``timing``."""
+    macs = layer_macs(model)
+    excluded = list(int8.excluded)
+    report = {
+        "edgeres_calibration": 1,
+        "method": options.method,
+        "percentile": options.percentile if options.method == "percentile" else None,
+        "trt_version": options.trt_version,
+        "trt_version_code": trt_version_code(options.trt_version),
+        "calibration": {
+            "samples": statistics.samples,
+            "fingerprint": statistics.fingerprint,
+            "histogram_bins": int(next(iter(statistics.histograms.values())).bins),
+        },
+        "evaluated_on": evaluated_on,
+        "model": int8.metrics,
+        "qdq": {**qdq_summary(int8.qdq), "placement": "tensorrt", "onnxruntime_variant": ORT_QDQ_NAME},
+        "excluded_layers": excluded,
+        "budget": budget_report(options.budget, outcome, macs),
+        "total_macs": sum(macs.values()),
+        "tensors": tensor_rows(
+            observed_tensors(model), options.method, thresholds.amax, thresholds.scales, statistics.histograms,
+            quantized=set(quantized_activations(model, excluded)),
+        ),
+        "layers": layer_rows(
+            [(n.name, n.op_type) for n in weighted_nodes(model)], macs, layer_sqnr, excluded=set(excluded)
+        ),
+    }
+    return json_safe(report)
+
+
+def report_text(report: dict[str, Any], timing: dict[str, float] | None) -> str:
+    """``calib_report.json`` as written: indented JSON, ``timing`` last when given."""
+    return json.dumps(report if timing is None else {**report, "timing": timing}, indent=2, sort_keys=False) + "\n"
+
+
+def write_outputs(out_dir: Path, artifacts: Artifacts, text: str) -> tuple[Path, Path, Path, Path]:
+    """Write (Q/DQ ONNX, onnxruntime Q/DQ ONNX, cache, report), each atomically; returns their paths."""
+    out_dir.mkdir(exist_ok=True)
+    qdq_path = write_bytes_atomic(out_dir / QDQ_NAME, artifacts.qdq_bytes)
+    ort_path = write_bytes_atomic(out_dir / ORT_QDQ_NAME, artifacts.ort_qdq_bytes)
+    cache_path = write_text_atomic(out_dir / CACHE_NAME, artifacts.cache_text)
+    report_path = write_text_atomic(out_dir / REPORT_NAME, text)
+    return qdq_path, ort_path, cache_path, report_path
+
+
 def calibrate(
     model_onnx: str | os.PathLike[str],
     dataset: Any,
@@ -183,6 +410,7 @@ def calibrate(
     min_agreement: float | None = None,
     batch_size: int = 32,
     progress: bool = True,
+    timing: bool = True,
 ) -> CalibrationResult:
     """Calibrate a folded FP32 ONNX model for INT8 and write the Q/DQ model, cache and report.
 
@@ -203,128 +431,36 @@ def calibrate(
         min_agreement: budget in percent of FP32/INT8 top-1 agreement (needs ``eval_dataset``).
         batch_size: samples per inference call; results do not depend on it.
         progress: show a progress bar on stderr while collecting statistics.
+        timing: record the steps' wall times under the report's ``timing`` key;
+            False leaves the key out, so the same inputs give byte-identical outputs.
 
     Raises:
         CalibrationError, DataError, OutputPathError: bad arguments or data;
             nothing is written then.
     """
-    timing: dict[str, float] = {}
-    start = time.perf_counter()
-    budget = check_options(method, percentile, trt_version, max_accuracy_drop, min_agreement, eval_dataset is not None, batch_size)
-    if max_accuracy_drop is not None and getattr(eval_dataset, "labels", None) is None:
-        raise DataError(
-            "--max-accuracy-drop needs labelled evaluation data, but the evaluation set has no labels "
-            "(use an ImageFolder layout or an .npz with labels, or --min-agreement instead)"
-        )
+    clock = _Stopwatch()
+    options = options_from_arguments(method, percentile, trt_version, max_accuracy_drop, min_agreement, eval_dataset, batch_size)
     out_dir = _check_out_dir(Path(out_dir))
-    model = _load_onnx(Path(model_onnx))
-    if not weighted_nodes(model):
-        raise CalibrationError(f"{model_onnx} has no Conv/Gemm layer with constant weights to quantize")
+    model = quantizable_onnx(Path(model_onnx))
 
-    with _progress_bar(len(dataset), progress, "calibration statistics") as advance:
-        hists = collect_statistics(model, dataset, batch_size=batch_size, progress=advance)
-    timing["statistics_s"] = time.perf_counter() - start
-    t = time.perf_counter()
-    amax = {n: compute_amax(h, method, percentile=percentile) for n, h in hists.items()}
-    scales = {n: scale_from_amax(a) for n, a in amax.items()}
-    timing["thresholds_s"] = time.perf_counter() - t
+    statistics = statistics_from_dataset(model, dataset, options.batch_size, progress)
+    clock.lap("statistics_s")
+    thresholds = thresholds_from_statistics(statistics, options.method, options.percentile)
+    clock.lap("thresholds_s")
+    evaluator, evaluated_on = fp32_reference_from_data(model, dataset, eval_dataset, options.batch_size)
+    first = int8_evaluation_from_thresholds(model, thresholds, evaluator)
+    int8, outcome = budget_search_from_evaluation(model, thresholds, evaluator, options.budget, first)
+    clock.lap("evaluation_s")
 
-    t = time.perf_counter()
-    evaluated_on = "evaluation data" if eval_dataset is not None else "calibration data"
-    evaluator = _Evaluator(model, eval_dataset if eval_dataset is not None else dataset, batch_size)
-    qdq = qdq_model(model, scales)
-    metrics = evaluator.metrics(qdq)
-    excluded: list[str] = []
-    budget_report = None
-    if budget.active and budget.met(metrics):
-        kind, limit_text = budget.describe()
-        budget_report = {"kind": kind, "limit": limit_text, "met": True, "excluded_layers": [], "sensitivity_db": [], "trail": []}
-    elif budget.active:
-        layers = quantizable_layers(model)
-        limit = min(RANK_SAMPLES, len(evaluator.reference))
-        ranking = rank_by_sensitivity(
-            layers, lambda ex: evaluator.logits(qdq_model(model, scales, exclude=ex), limit), evaluator.reference[:limit]
-        )
-        excluded, metrics, met, trail = search_exclusions(
-            [name for name, _ in ranking], lambda ex: evaluator.metrics(qdq_model(model, scales, exclude=ex)), budget, metrics
-        )
-        if excluded:
-            qdq = qdq_model(model, scales, exclude=excluded)
-        kind, limit_text = budget.describe()
-        budget_report = {
-            "kind": kind,
-            "limit": limit_text,
-            "met": met,
-            "excluded_layers": excluded,
-            "sensitivity_db": [{"layer": n, "sqnr_gain_db": g} for n, g in ranking],
-            "trail": trail,
-        }
-    timing["evaluation_s"] = time.perf_counter() - t
-
-    macs = layer_macs(model)
-    layer_sqnr = _layer_sqnr(model, qdq, evaluator.dataset, batch_size, limit=min(RANK_SAMPLES, len(evaluator.reference)))
-    in_qdq = set(quantized_activations(model, excluded))
-    tensors = [
-        {
-            "name": n,
-            "method": method,
-            "amax": amax[n],
-            "absmax": hists[n].absmax,
-            "scale": scales[n],
-            "saturated_pct": 100 * hists[n].saturated_fraction(amax[n]),
-            "in_qdq_model": n in in_qdq,
-        }
-        for n in observed_tensors(model)
-    ]
-    layers_report = [
-        {
-            "name": node.name,
-            "op": node.op_type,
-            "macs": macs.get(node.name, 0),
-            "sqnr_db": layer_sqnr[node.name],
-            "precision": "fp16/fp32" if node.name in excluded else "int8",
-        }
-        for node in weighted_nodes(model)
-    ]
-    total_macs = sum(macs.values())
-    left_macs = sum(macs.get(n, 0) for n in excluded)
-    if budget_report is not None:
-        budget_report["excluded"] = [{"layer": n, "macs": macs.get(n, 0)} for n in excluded]
-        budget_report["macs_left_at_higher_precision"] = left_macs
-        budget_report["macs_left_pct"] = 100 * left_macs / total_macs if total_macs else 0.0
-    cache_text = calibration_cache_text(scales, trt_version)
-    qdq_bytes = qdq.SerializeToString()
-    ort_bytes = qdq_model(model, scales, exclude=excluded, placement="onnxruntime").SerializeToString()
-    report = {
-        "edgeres_calibration": 1,
-        "method": method,
-        "percentile": percentile if method == "percentile" else None,
-        "trt_version": trt_version,
-        "trt_version_code": trt_version_code(trt_version),
-        "calibration": {
-            "samples": len(dataset),
-            "fingerprint": dataset.fingerprint() if hasattr(dataset, "fingerprint") else None,
-            "histogram_bins": int(next(iter(hists.values())).bins),
-        },
-        "evaluated_on": evaluated_on,
-        "model": metrics,
-        "qdq": {**qdq_summary(qdq), "placement": "tensorrt", "onnxruntime_variant": ORT_QDQ_NAME},
-        "excluded_layers": excluded,
-        "budget": budget_report,
-        "total_macs": total_macs,
-        "tensors": tensors,
-        "layers": layers_report,
-    }
-    report = json_safe(report)
-    timing["total_s"] = time.perf_counter() - start
-    report_text = json.dumps({**report, "timing": timing}, indent=2, sort_keys=False) + "\n"
-
-    out_dir.mkdir(exist_ok=True)
-    qdq_path = write_bytes_atomic(out_dir / QDQ_NAME, qdq_bytes)
-    ort_path = write_bytes_atomic(out_dir / ORT_QDQ_NAME, ort_bytes)
-    cache_path = write_text_atomic(out_dir / CACHE_NAME, cache_text)
-    report_path = write_text_atomic(out_dir / REPORT_NAME, report_text)
-    return CalibrationResult(qdq_path, cache_path, report_path, {**report, "timing": timing}, excluded, scales, ort_path)
+    layer_sqnr = layer_sqnr_from_qdq(
+        model, int8.qdq, evaluator.dataset, options.batch_size, limit=min(RANK_SAMPLES, len(evaluator.reference))
+    )
+    report = report_from_steps(model, options, statistics, thresholds, evaluated_on, int8, outcome, layer_sqnr)
+    artifacts = artifacts_from_evaluation(model, thresholds, int8, options.trt_version)
+    times = clock.total() if timing else None
+    qdq_path, ort_path, cache_path, report_path = write_outputs(out_dir, artifacts, report_text(report, times))
+    full_report = report if times is None else {**report, "timing": times}
+    return CalibrationResult(qdq_path, cache_path, report_path, full_report, list(int8.excluded), thresholds.scales, ort_path)
 
 
 def calibrate_model(

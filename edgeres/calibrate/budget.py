@@ -59,6 +59,40 @@ class Budget:
         return float(key) + 1e-6 * float(min(metrics["sqnr_db"], 200.0))
 
 
+@dataclasses.dataclass(frozen=True)
+class BudgetOutcome:
+    """What the budget search found: the layers left out, whether the budget holds, and how it got there.
+
+    ``sensitivity`` ((layer, SQNR gain dB), most sensitive first) and ``trail``
+    (metrics after each step) are empty when the all-INT8 model met the budget.
+    """
+
+    excluded: tuple[str, ...]
+    met: bool
+    sensitivity: tuple[tuple[str, float], ...] = ()
+    trail: tuple[dict[str, Any], ...] = ()
+
+
+def budget_report(budget: Budget, outcome: BudgetOutcome | None, macs: Mapping[str, int]) -> dict[str, Any] | None:
+    """The report's ``budget`` section (None without a budget), with the MACs left at higher precision."""
+    if outcome is None:
+        return None
+    kind, limit = budget.describe()
+    total = sum(macs.values())
+    left = sum(macs.get(n, 0) for n in outcome.excluded)
+    return {
+        "kind": kind,
+        "limit": limit,
+        "met": outcome.met,
+        "excluded_layers": list(outcome.excluded),
+        "sensitivity_db": [{"layer": n, "sqnr_gain_db": g} for n, g in outcome.sensitivity],
+        "trail": list(outcome.trail),
+        "excluded": [{"layer": n, "macs": macs.get(n, 0)} for n in outcome.excluded],
+        "macs_left_at_higher_precision": left,
+        "macs_left_pct": 100 * left / total if total else 0.0,
+    }
+
+
 def rank_by_sensitivity(
     layers: Sequence[str],
     logits_without: Callable[[Sequence[str]], np.ndarray],

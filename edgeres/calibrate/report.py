@@ -1,11 +1,18 @@
-"""Per-tensor and per-layer tables of a calibration, and MACs per layer from ONNX shapes."""
+"""Per-tensor and per-layer tables of a calibration, and MACs per layer from ONNX shapes.
+
+The row builders are pure functions of plain data (names, numbers, sets), so
+the report's layout lives here and :func:`edgeres.calibrate.calibrate` only
+gathers the figures.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
+
+from edgeres.calibrate.calibrators import Histogram
 
 
 def layer_macs(model: Any) -> dict[str, int]:
@@ -56,6 +63,50 @@ class LayerErrorAccumulator:
             n, s = math.fsum(self.noise[name]), math.fsum(self.signal[name])
             result[name] = float("inf") if n == 0 else (10 * math.log10(s / n) if s > 0 else float("-inf"))
         return result
+
+
+def tensor_rows(
+    names: Sequence[str],
+    method: str,
+    amax: Mapping[str, float],
+    scales: Mapping[str, float],
+    histograms: Mapping[str, Histogram],
+    *,
+    quantized: Collection[str],
+) -> list[dict[str, Any]]:
+    """One row per observed activation: threshold, scale, saturation, and whether the Q/DQ model quantizes it."""
+    return [
+        {
+            "name": n,
+            "method": method,
+            "amax": amax[n],
+            "absmax": histograms[n].absmax,
+            "scale": scales[n],
+            "saturated_pct": 100 * histograms[n].saturated_fraction(amax[n]),
+            "in_qdq_model": n in quantized,
+        }
+        for n in names
+    ]
+
+
+def layer_rows(
+    layers: Sequence[tuple[str, str]],
+    macs: Mapping[str, int],
+    sqnr_db: Mapping[str, float],
+    *,
+    excluded: Collection[str],
+) -> list[dict[str, Any]]:
+    """One row per (name, op type) Conv/Gemm layer: MACs, output SQNR, and the precision it runs at."""
+    return [
+        {
+            "name": name,
+            "op": op,
+            "macs": macs.get(name, 0),
+            "sqnr_db": sqnr_db[name],
+            "precision": "fp16/fp32" if name in excluded else "int8",
+        }
+        for name, op in layers
+    ]
 
 
 def json_safe(value: Any) -> Any:
