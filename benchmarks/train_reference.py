@@ -34,9 +34,8 @@ import torch.nn.functional as F
 from edgeres import reference
 from edgeres._io import atomic_dir
 from edgeres.data import load_dataset
-from edgeres.export import export_onnx
-from edgeres.fold import fold_batchnorm
 from edgeres.models import create_model, recipe_for
+from edgeres.pipeline import onnx_from_model
 from edgeres.recipe import Recipe
 
 ARCH = reference.REFERENCE_ARCH
@@ -192,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         torch_correct = reference.top1_correct_torch(loaded, test)
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = Path(tmp) / "resnet20_digits.onnx"
-            export_report = export_onnx(fold_batchnorm(loaded), onnx_path, (1, *recipe.input_shape))
+            _folded, export_report = onnx_from_model(loaded, onnx_path, recipe.input_shape)
             onnx_correct = reference.top1_correct_onnxruntime(onnx_path, test)
         info = {
             "format": reference.INFO_FORMAT,

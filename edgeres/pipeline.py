@@ -184,6 +184,18 @@ def onnx_from_folded(folded: "nn.Module", path: str | os.PathLike[str], example:
                        check_inputs=example.numpy())
 
 
+def onnx_from_model(model: "nn.Module", path: str | os.PathLike[str], input_shape: tuple[int, int, int], *,
+                    seed: int = 0, batch: int | None = None, opset: int | None = None) -> tuple["nn.Module", "ExportReport"]:
+    """An eval model already in hand (trained, re-estimated, ...) -> (folded model, checked ONNX at ``path``).
+
+    The same steps and the same seeded example input as :func:`export_model`, for
+    models that do not come from an arch/weights pair.
+    """
+    example = example_input(tuple(input_shape), seed)
+    folded = folded_from_model(model, example)
+    return folded, onnx_from_folded(folded, path, example, batch=batch, opset=opset)
+
+
 def front_end(arch: str | None, weights: str | os.PathLike[str] | None = None, *, seed: int = 0,
               input_size: int | None = None, fold: bool = True) -> FrontEnd:
     """arch/weights/seed -> model, recipe, source, folded model and the example input.
