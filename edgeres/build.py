@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from edgeres import device_build, pipeline
 from edgeres._timing import StageTime, StageTimer
 from edgeres.calibrate.calibrators import DEFAULT_METHOD
 from edgeres.errors import BuildError
@@ -147,8 +148,6 @@ def resolve_build(request: BuildRequest) -> BuildPlan:
     Raises:
         TargetError, BuildError: one line saying what is wrong and what to pass instead.
     """
-    from edgeres.device_build import engine_possible_here, installed_tensorrt_version
-
     r = request
     if r.frontend not in FRONTENDS:
         raise BuildError(f"frontend must be one of {', '.join(FRONTENDS)}, received {r.frontend!r}")
@@ -169,8 +168,8 @@ def resolve_build(request: BuildRequest) -> BuildPlan:
     workspace_mib = r.workspace_mib or target.workspace_mib
     if workspace_mib < 1:
         raise BuildError(f"workspace must be at least 1 MiB, received {workspace_mib}")
-    engine_here, reason = (False, "a bundle was requested") if r.bundle_only else engine_possible_here(target, r.allow_mismatch)
-    local_trt = installed_tensorrt_version() if engine_here else None
+    engine_here, reason = (False, "a bundle was requested") if r.bundle_only else device_build.engine_possible_here(target, r.allow_mismatch)
+    local_trt = device_build.installed_tensorrt_version() if engine_here else None
     trt_version = target.check_tensorrt(r.trt_version) if r.trt_version else (local_trt or target.default_tensorrt)
     needs_fp16 = precision in ("fp16", "int8") and any(
         strongly_typed(parse_version(v)) for v in (*target.tensorrt_versions, trt_version)
@@ -189,9 +188,7 @@ def resolve_build(request: BuildRequest) -> BuildPlan:
         if not engine_here:
             raise BuildError(f"the torch-tensorrt frontend builds engines only, and none can be built here: {reason}")
     if not own_model:
-        from edgeres.pipeline import reference_module
-
-        reference_module()  # a missing reference model is an option error too
+        pipeline.reference_module()  # a missing reference model is an option error too
     return plan
 
 
@@ -280,18 +277,14 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
         raise BuildError(f"output {out} exists and is not an edgeres build folder (no manifest.json); pass a new -o folder")
     plan = resolve_build(request)  # every option is checked against the target before the model is loaded
     with timer.stage("fold"):
-        from edgeres.pipeline import front_end
-
         if request.arch is not None and request.weights is None:
             timer.report(f"  note: {request.arch} has random weights (no --weights); fine for a dry run, not for deployment")
-        made = front_end(plan.arch, request.weights, seed=request.seed)
+        made = pipeline.front_end(plan.arch, request.weights, seed=request.seed)
         spec = plan.spec(made.input_shape)
     calibration = None
     with atomic_dir(out) as tmp:
         with timer.stage("export"):
-            from edgeres.pipeline import onnx_from_folded
-
-            onnx_from_folded(made.folded, tmp / "model.onnx", made.example)
+            pipeline.onnx_from_folded(made.folded, tmp / "model.onnx", made.example)
         if plan.precision == "int8":
             with timer.stage("calibrate"):
                 from edgeres.calibrate import calibrate
@@ -319,12 +312,10 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
                                   edgeres_version=edgeres.__version__, sha256=sha)
             manifest = finish_bundle(tmp, fields, script)
             if plan.engine_here:
-                from edgeres.device_build import compile_folder, compile_torch_tensorrt
-
                 if request.frontend == "torch-tensorrt":
-                    compile_torch_tensorrt(made.folded, spec, plan.target, tmp, made.recipe)
+                    device_build.compile_torch_tensorrt(made.folded, spec, plan.target, tmp, made.recipe)
                 else:
-                    compile_folder(tmp, manifest, allow_mismatch=request.allow_mismatch)
+                    device_build.compile_folder(tmp, manifest, allow_mismatch=request.allow_mismatch)
         files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
     return BuildResult(
         kind="engine" if plan.engine_here else "bundle", output=out, target=plan.target, precision=plan.precision,
@@ -369,8 +360,6 @@ _MOVED = ("cache_for_version", "compile_bundle", "compile_folder", "compile_torc
 def __getattr__(name: str) -> Any:
     if name in _MOVED:
         import warnings
-
-        from edgeres import device_build
 
         warnings.warn(f"edgeres.build.{name} moved to edgeres.device_build.{name}", DeprecationWarning, stacklevel=2)
         return getattr(device_build, name)

@@ -10,7 +10,7 @@ import click
 
 
 ARCH_HELP = "Architecture name (see `edgeres info --list`)"
-WEIGHTS_HELP = "Checkpoint of --arch: state dict or checkpoint (.pth/.pt, loaded weights-only) or .safetensors"
+WEIGHTS_HELP = "Weights of the architecture: state dict or checkpoint (.pth/.pt, loaded weights-only) or .safetensors"
 INPUT_SIZE_HELP = "Square input side"
 
 
