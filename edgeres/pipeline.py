@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeres.calibrate.calibrators import DEFAULT_METHOD, DEFAULT_PERCENTILE
 from edgeres.errors import ArchitectureError, BuildError, CalibrationError, DataError
 from edgeres.recipe import Recipe
 
@@ -233,9 +234,9 @@ def calibrate_model(
     calib_size: int | None = None,
     eval_source: str | None = None,
     seed: int = 0,
-    method: str | None = None,
-    percentile: float | None = None,
-    trt_version: str = "10.3.0",
+    method: str = DEFAULT_METHOD,
+    percentile: float = DEFAULT_PERCENTILE,
+    trt_version: str = "10.3.0",  # calibrate()'s default; the TensorRT version module will own it
     max_accuracy_drop: float | None = None,
     min_agreement: float | None = None,
     batch_size: int = 32,
@@ -244,20 +245,16 @@ def calibrate_model(
     """Front end (``arch`` + ``weights``, or the reference model) -> ``out_dir/model.onnx`` -> :func:`calibrate`.
 
     With ``arch`` and ``weights`` None, the shipped reference model is used
-    (``reference:calib`` / ``reference:test`` as default data). ``method`` and
-    ``percentile`` None mean :func:`edgeres.calibrate.calibrate`'s defaults;
-    the other options are passed to it as given. ``model.onnx`` joins the other
-    outputs only once calibration succeeded.
+    (``reference:calib`` / ``reference:test`` as default data). The calibration
+    options are :func:`edgeres.calibrate.calibrate`'s, passed on as given;
+    ``model.onnx`` joins the other outputs only once calibration succeeded.
     """
     import shutil
     import tempfile
 
     from edgeres.calibrate.api import _check_out_dir, calibrate, check_options
-    from edgeres.calibrate.calibrators import DEFAULT_METHOD, DEFAULT_PERCENTILE
     from edgeres.data import load_dataset
 
-    method = DEFAULT_METHOD if method is None else method
-    percentile = DEFAULT_PERCENTILE if percentile is None else percentile
     out_dir = _check_out_dir(Path(out_dir))
     reference = uses_reference(arch, weights)
     if weights is not None and arch is None:
