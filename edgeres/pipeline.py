@@ -176,13 +176,17 @@ def onnx_from_folded(folded: "nn.Module", path: str | os.PathLike[str], example:
                      batch: int | None = None, opset: int | None = None) -> "ExportReport":
     """Export ``folded`` to ``path`` (atomically), checked against PyTorch on ``example``.
 
-    ``batch`` None: a symbolic batch axis; else a fixed batch of that size.
+    ``batch`` None: a symbolic batch axis; else a fixed batch of that size (the
+    parity check then runs on the example's samples, cycled to ``batch``).
     """
+    import torch
+
     from edgeres.export import DEFAULT_OPSET, export_onnx
 
     shape = (batch or 1, *example.shape[1:])
+    check = example if batch is None else example[torch.arange(batch) % len(example)]
     return export_onnx(folded, path, shape, dynamic_batch=batch is None, opset=opset or DEFAULT_OPSET,
-                       check_inputs=example.numpy())
+                       check_inputs=check.numpy())
 
 
 def onnx_from_model(model: "nn.Module", path: str | os.PathLike[str], input_shape: tuple[int, int, int], *,

@@ -130,3 +130,12 @@ def test_old_calibrate_model_name_warns() -> None:
         moved = edgeres.calibrate.calibrate_model
     assert moved is pipeline.calibrate_model, "the old name is the pipeline function"
     assert any(issubclass(w.category, DeprecationWarning) for w in caught), "and it warns"
+
+
+def test_static_batch_export_checks_on_the_example_cycled(tmp_path: Path, weights: Path) -> None:
+    import onnx
+
+    made, report = pipeline.export_model("resnet20", weights, tmp_path / "s.onnx", batch=3)
+    dims = [d.dim_value for d in onnx.load(str(tmp_path / "s.onnx")).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [3, *made.input_shape], f"fixed batch 3: {dims}"
+    assert report.cosine > 0.99999, f"checked against PyTorch on 3 samples: {report}"
