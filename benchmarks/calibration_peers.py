@@ -175,9 +175,8 @@ def normalize(images: np.ndarray, mean, std) -> np.ndarray:
 def build_resnet50(workdir: Path, n_calib: int, n_eval: int, n_bn: int) -> dict:
     import torch
 
-    from edgeres.export import export_onnx
-    from edgeres.fold import fold_batchnorm
     from edgeres.models import create_model
+    from edgeres.pipeline import onnx_from_model
     from edgeres.recipe import IMAGENET_MEAN, IMAGENET_STD
 
     crops, n_photos = photo_crops(n_bn + n_calib + n_eval, 224, seed=0)
@@ -194,9 +193,8 @@ def build_resnet50(workdir: Path, n_calib: int, n_eval: int, n_bn: int) -> dict:
         for start in range(0, len(bn), 16):
             model(torch.from_numpy(bn[start:start + 16]))
     model.eval()
-    folded = fold_batchnorm(model, torch.from_numpy(bn[:4]))
     path = workdir / "resnet50.onnx"
-    export_onnx(folded, path, (1, 3, 224, 224), check_inputs=bn[:2])
+    onnx_from_model(model, path, (3, 224, 224))
     np.save(workdir / "r50_calib.npy", calib)
     return {"name": "resnet50 (random init, BN re-estimated on real photos)", "model": path,
             "calib": workdir / "r50_calib.npy", "eval": evaluation, "labels": None,
@@ -204,23 +202,18 @@ def build_resnet50(workdir: Path, n_calib: int, n_eval: int, n_bn: int) -> dict:
 
 
 def build_reference(workdir: Path, n_calib: int | None) -> dict:
-    import torch
-
     from edgeres import reference
     from edgeres.data import reference_dataset
-    from edgeres.export import export_onnx
-    from edgeres.fold import fold_batchnorm
+    from edgeres.pipeline import export_model
 
-    model = reference.reference_model().eval()
     calib_ds = reference_dataset("calib")
     test_ds = reference_dataset("test")
     calib = calib_ds.array()
     if n_calib:
         calib = calib[:n_calib]
     evaluation = test_ds.array()
-    folded = fold_batchnorm(model, torch.from_numpy(calib[:8]))
     path = workdir / "reference.onnx"
-    export_onnx(folded, path, (1, *calib.shape[1:]), check_inputs=calib[:4])
+    export_model(None, None, path)
     np.save(workdir / "ref_calib.npy", calib)
     return {"name": "reference (ResNet-20 on MNIST digits)", "model": path, "calib": workdir / "ref_calib.npy",
             "eval": evaluation, "labels": test_ds.labels, "note": f"{len(calib)} calibration / {len(evaluation)} test images"}

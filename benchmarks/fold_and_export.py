@@ -32,6 +32,7 @@ import torch
 import edgeres
 from edgeres.export import INPUT_NAME, realistic_inputs
 from edgeres.models import create_model
+from edgeres.pipeline import onnx_from_model
 
 
 def randomize_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -94,9 +95,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
             model = randomize_batchnorm(create_model(arch))
-            folded = edgeres.fold_batchnorm(model)
             onnx_path = Path(tmp) / f"{arch}.onnx"
-            edgeres.export_onnx(folded, onnx_path, (1, 3, 224, 224))
+            folded, _report = onnx_from_model(model, onnx_path, (3, 224, 224))
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = args.threads
             # onnxruntime's pool otherwise spin-waits after each run and steals the cores torch runs on next

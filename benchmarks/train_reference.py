@@ -35,9 +35,8 @@ from edgeres import reference
 from edgeres._io import atomic_dir
 from edgeres.data import load_dataset
 from edgeres.evaluate import top1_correct_onnxruntime, top1_correct_torch
-from edgeres.export import export_onnx
-from edgeres.fold import fold_batchnorm
 from edgeres.models import create_model, recipe_for
+from edgeres.pipeline import onnx_from_model
 from edgeres.recipe import Recipe
 
 ARCH = reference.REFERENCE_ARCH
@@ -193,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         torch_correct = top1_correct_torch(loaded, test, batch_size=reference.EVAL_BATCH_SIZE)
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = Path(tmp) / "resnet20_digits.onnx"
-            export_report = export_onnx(fold_batchnorm(loaded), onnx_path, (1, *recipe.input_shape))
+            _folded, export_report = onnx_from_model(loaded, onnx_path, recipe.input_shape)
             onnx_correct = top1_correct_onnxruntime(onnx_path, test, batch_size=reference.EVAL_BATCH_SIZE)
         info = {
             "format": reference.INFO_FORMAT,

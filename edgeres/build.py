@@ -1,13 +1,14 @@
-"""``edgeres build`` and ``edgeres compile``: a PyTorch ResNet to an engine or a deploy bundle.
+"""``edgeres build``: a PyTorch ResNet to an engine or a deploy bundle (the host side).
 
-Stages: fold -> export -> (calibrate) -> (FP16 ONNX for strongly typed TensorRT)
--> compile, each timed. Everything is checked before the first stage runs (target,
-precision, DLA core, batch range, TensorRT version), everything is written into a
+Stages: (resolve the build once, checking every option) -> fold -> export (both
+through :mod:`edgeres.pipeline`) -> (calibrate) -> (FP16 ONNX for strongly typed
+TensorRT) -> bundle -> (compile), each timed. Everything is written into a
 temporary folder renamed onto ``output`` at the end, so a failure leaves nothing.
 
 An engine is built only where TensorRT imports and the local GPU has the
 target's compute capability; otherwise the folder is a deploy bundle that
-``edgeres compile BUNDLE`` finishes on the device. Either way the folder has
+``edgeres compile BUNDLE`` finishes on the device. The on-device half (bundle ->
+engine) lives in :mod:`edgeres.device_build`. Either way the folder has
 ``manifest.json`` and ``build.sh``.
 
 Reproducibility: the same model, weights, data and options give byte-identical
@@ -17,21 +18,22 @@ serialization); engines are not (TensorRT's tactic timing is not).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
+from edgeres import device_build, pipeline
+from edgeres._timing import StageTime, StageTimer
 from edgeres.calibrate.calibrators import DEFAULT_METHOD
-from edgeres.errors import BuildError, BundleError, TensorRTUnavailableError
+from edgeres.errors import BuildError
 from edgeres.targets import Target, load_target
 from edgeres.tensorrt_version import DEFAULT_TENSORRT, SUPPORTED, parse_version
-from edgeres.trtexec import TrtexecSpec, build_script, onnx_file_for, strongly_typed
+from edgeres.trtexec import TrtexecSpec, build_script, check_spec, onnx_file_for, strongly_typed
 
 FRONTENDS = ("onnx", "torch-tensorrt")
 DEFAULT_CALIB_SIZE = 512
+DEFAULT_ARCH_WITH_WEIGHTS = "resnet50"  # --weights without --arch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +64,6 @@ class BuildRequest:
     allow_mismatch: bool = False
     seed: int = 0
 
-
-@dataclasses.dataclass(frozen=True)
-class StageTime:
-    name: str
-    seconds: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,72 +99,51 @@ class BuildResult:
         return f"edgeres compile {self.output}"
 
 
+
 @dataclasses.dataclass(frozen=True)
-class Plan:
-    """A request resolved against its target, before any work."""
+class BuildPlan:
+    """A request resolved against its target once, before any work ("plan" alone means an engine file).
+
+    The sample shape is not part of it: it comes from the model (:meth:`spec`),
+    and none of the checks depends on it.
+    """
 
     request: BuildRequest
     target: Target
     precision: str
     int8_mode: str | None
     trt_version: str
-    spec: TrtexecSpec
-    input_shape: tuple[int, int, int]
+    opt_batch: int
+    max_batch: int
+    workspace_mib: int
     engine_here: bool
     reason: str | None
     needs_fp16_onnx: bool
 
+    @property
+    def own_model(self) -> bool:
+        """True for --arch/--weights builds, False for the shipped reference model."""
+        return self.request.arch is not None or self.request.weights is not None
 
-class _Timer:
-    def __init__(self, report: Callable[[str], None] | None) -> None:
-        self.stages: list[StageTime] = []
-        self.report = report or (lambda _msg: None)
+    @property
+    def arch(self) -> str | None:
+        """The architecture the front end builds (None: the reference model)."""
+        if not self.own_model:
+            return None
+        return self.request.arch or DEFAULT_ARCH_WITH_WEIGHTS
 
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        self.report(f"- {name} ...")
-        start = time.perf_counter()
-        yield
-        seconds = time.perf_counter() - start
-        self.stages.append(StageTime(name, seconds))
-        self.report(f"  {name} done in {seconds:.2f} s")
-
-
-# ---- where can the engine be built --------------------------------------------------------------
-
-def engine_possible_here(target: Target, allow_mismatch: bool = False) -> tuple[bool, str | None]:
-    """(True, None) where TensorRT imports and the GPU matches the target, else (False, why)."""
-    try:
-        from edgeres.trt import local_compute_capability, require_tensorrt
-
-        trt = require_tensorrt()
-    except TensorRTUnavailableError:
-        return False, "TensorRT is not installed here"
-    except ImportError as exc:
-        return False, f"the TensorRT adapter cannot load ({exc})"
-    try:
-        local = local_compute_capability()
-    except Exception as exc:  # a broken CUDA install is a reason for a bundle, not a crash
-        return False, f"no usable GPU ({type(exc).__name__}: {exc})"
-    if local is None:
-        return False, "no GPU here"
-    if tuple(local) != target.compute_capability and not allow_mismatch:
-        return False, f"the local GPU is sm_{local[0]}.{local[1]}, target {target.name} is sm_{target.sm}"
-    return True, f"TensorRT {trt.__version__}"
+    def spec(self, input_shape: tuple[int, int, int]) -> TrtexecSpec:
+        """The engine's trtexec spec for samples of ``input_shape`` (C, H, W)."""
+        return TrtexecSpec(
+            precision=self.precision, int8_mode=self.int8_mode, input_shape=input_shape, min_batch=1,
+            opt_batch=self.opt_batch, max_batch=self.max_batch, workspace_mib=self.workspace_mib,
+            dla_core=self.request.dla_core, gpu_fallback=True,
+        )
 
 
-def installed_tensorrt_version() -> str | None:
-    try:
-        from edgeres.trt import require_tensorrt
+# ---- resolve ------------------------------------------------------------------------------------
 
-        return str(require_tensorrt().__version__)
-    except (TensorRTUnavailableError, ImportError):
-        return None
-
-
-# ---- plan ---------------------------------------------------------------------------------------
-
-def plan_build(request: BuildRequest, *, input_shape: tuple[int, int, int]) -> Plan:
+def resolve_build(request: BuildRequest) -> BuildPlan:
     """Resolve a request against its target, checking every option before any work.
 
     Raises:
@@ -184,8 +160,8 @@ def plan_build(request: BuildRequest, *, input_shape: tuple[int, int, int]) -> P
     if precision == "int8" and own_model and r.calib_data is None:
         raise BuildError(
             f"INT8 ({'the default for ' + target.name if r.precision is None else 'requested'}) for your own model "
-            "needs --calib-data (an image folder, .npy or .npz of its inputs); received none. "
-            "Pass --calib-data, or --precision fp16"
+            "needs --calib-data (an image folder, .npy or .npz of its inputs); received none "
+            "(the shipped calibration data belongs to the reference model). Pass --calib-data, or --precision fp16"
         )
     batch = target.default_batch if r.batch is None else r.batch
     max_batch = max(batch, target.default_batch) if r.max_batch is None else r.max_batch
@@ -193,89 +169,41 @@ def plan_build(request: BuildRequest, *, input_shape: tuple[int, int, int]) -> P
     workspace_mib = r.workspace_mib or target.workspace_mib
     if workspace_mib < 1:
         raise BuildError(f"workspace must be at least 1 MiB, received {workspace_mib}")
-    engine_here, reason = (False, "a bundle was requested") if r.bundle_only else engine_possible_here(target, r.allow_mismatch)
-    local_trt = installed_tensorrt_version() if engine_here else None
+    engine_here, reason = (False, "a bundle was requested") if r.bundle_only else device_build.engine_possible_here(target, r.allow_mismatch)
+    local_trt = device_build.installed_tensorrt_version() if engine_here else None
     trt_version = target.check_tensorrt(r.trt_version) if r.trt_version else (local_trt or target.default_tensorrt)
-    spec = TrtexecSpec(
-        precision=precision, int8_mode=int8_mode, input_shape=input_shape, min_batch=1, opt_batch=batch,
-        max_batch=max_batch, workspace_mib=workspace_mib, dla_core=r.dla_core, gpu_fallback=True,
+    needs_fp16 = precision in ("fp16", "int8") and any(
+        strongly_typed(parse_version(v)) for v in (*target.tensorrt_versions, trt_version)
     )
-    from edgeres.trtexec import check_spec
-
-    check_spec(spec, trt_version)
+    plan = BuildPlan(r, target, precision, int8_mode, trt_version, batch, max_batch, workspace_mib, engine_here,
+                     reason, needs_fp16)
+    check_spec(plan.spec((0, 0, 0)), trt_version)  # precision, batch range, DLA, version: no shape is checked
     if int8_mode == "calibrator" and not SUPPORTED["calibration_cache"].contains(trt_version):
         raise BuildError(
             f"edgeres writes calibration caches for TensorRT 8.5 to 10.x, received --trt-version {trt_version}; "
             "use --int8-mode qdq"
         )
-    needs_fp16 = precision in ("fp16", "int8") and any(
-        strongly_typed(parse_version(v)) for v in (*target.tensorrt_versions, trt_version)
-    )
     if r.frontend == "torch-tensorrt":
         if precision == "int8":
             raise BuildError("the torch-tensorrt frontend builds fp32/fp16 only; use the default ONNX frontend for INT8")
         if not engine_here:
             raise BuildError(f"the torch-tensorrt frontend builds engines only, and none can be built here: {reason}")
-    return Plan(r, target, precision, int8_mode, trt_version, spec, input_shape, engine_here, reason, needs_fp16)
+    if not own_model:
+        pipeline.reference_module()  # a missing reference model is an option error too
+    return plan
 
 
 # ---- stages -------------------------------------------------------------------------------------
 
-def _reference_module() -> Any:
-    try:
-        from edgeres import reference
-    except ImportError as exc:
-        raise BuildError(
-            f"the shipped reference model is not available in this install ({exc}); "
-            "pass --arch and --weights to build your own model"
-        ) from exc
-    return reference
+def _calibration_dataset(plan: BuildPlan, recipe: Any) -> Any:
+    """The calibration set: ``calib_size`` samples, or all of them up to DEFAULT_CALIB_SIZE when None.
 
-
-def _model_and_recipe(request: BuildRequest) -> tuple[Any, Any, dict[str, Any]]:
-    """(eval model, recipe, source description) for the request."""
-    from edgeres._io import sha256_file
-
-    if request.arch is None and request.weights is None:
-        reference = _reference_module()
-
-        model = reference.reference_model()
-        weights_path = Path(reference.reference_weights_path())
-        return model.eval(), reference.reference_recipe(), {
-            "arch": "reference", "weights": weights_path.name, "weights_sha256": sha256_file(weights_path)
-        }
-    from edgeres.models import recipe_for
-    from edgeres.weights import model_from_weights
-
-    import torch
-
-    arch = request.arch or "resnet50"
-    torch.manual_seed(request.seed)  # random-init builds (no --weights) are reproducible too
-    model = model_from_weights(arch, request.weights)
-    recipe = recipe_for(arch, in_channels=model.conv1.in_channels)
-    source: dict[str, Any] = {"arch": arch, "weights": None, "weights_sha256": None}
-    if request.weights is not None:
-        source.update(weights=Path(request.weights).name, weights_sha256=sha256_file(request.weights))
-    return model.eval(), recipe, source
-
-
-def _input_shape(model: Any, recipe: Any) -> tuple[int, int, int]:
-    return (int(model.conv1.in_channels), int(recipe.input_size[0]), int(recipe.input_size[1]))
-
-
-def _calibration_dataset(request: BuildRequest, recipe: Any) -> Any:
-    """The calibration set: ``calib_size`` samples, or all of them up to DEFAULT_CALIB_SIZE when None."""
+    :func:`resolve_build` has checked that a model of one's own comes with --calib-data.
+    """
     from edgeres.data import load_dataset
 
-    if request.calib_data is None:
-        if request.arch is not None or request.weights is not None:
-            raise BuildError(
-                "INT8 for your own model needs --calib-data (an image folder, .npy or .npz of its inputs); "
-                "received none (the shipped calibration data belongs to the reference model)"
-            )
-        source, recipe = "reference:calib", None
-    else:
-        source = request.calib_data
+    request = plan.request
+    source, recipe = ("reference:calib", None) if request.calib_data is None else (request.calib_data, recipe)
     if request.calib_size is not None:
         return load_dataset(source, recipe, size=request.calib_size, seed=request.seed)
     dataset = load_dataset(source, recipe, seed=request.seed)
@@ -284,9 +212,9 @@ def _calibration_dataset(request: BuildRequest, recipe: Any) -> Any:
     return dataset
 
 
-def _reference_eval_dataset(request: BuildRequest) -> Any:
+def _reference_eval_dataset(plan: BuildPlan) -> Any:
     """The reference model's labelled test split (for INT8 accuracy), or None for other models."""
-    if request.arch is not None or request.weights is not None or request.calib_data is not None:
+    if plan.own_model or plan.request.calib_data is not None:
         return None
     from edgeres.data import load_dataset
 
@@ -308,7 +236,7 @@ def _calibration_summary(report: Mapping[str, Any] | None) -> dict[str, Any] | N
     return summary
 
 
-def _cache_version(plan: "Plan") -> str:
+def _cache_version(plan: BuildPlan) -> str:
     """The TensorRT version for the calibration cache header: the build's, else the newest <= 10.x."""
     def usable(v: str) -> bool:
         return SUPPORTED["calibration_cache"].contains(v)
@@ -317,15 +245,6 @@ def _cache_version(plan: "Plan") -> str:
         return plan.trt_version
     candidates = sorted((v for v in plan.target.tensorrt_versions if usable(v)), key=parse_version)
     return candidates[-1] if candidates else DEFAULT_TENSORRT
-
-
-def _strip_timing(report_path: Path) -> None:
-    """Drop wall times from calib_report.json so identical builds give identical bundles."""
-    import json
-
-    data = json.loads(report_path.read_text(encoding="utf-8"))
-    data.pop("timing", None)
-    report_path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def build(request: BuildRequest, *, report: Callable[[str], None] | None = None) -> BuildResult:
@@ -338,7 +257,7 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
     import edgeres
     from edgeres._io import atomic_dir, check_writable_parent
 
-    timer = _Timer(report)
+    timer = StageTimer(report)
     out = Path(request.output)
     check_writable_parent((out.parent if str(out.parent) else Path(".")) / ".probe")
     if out.exists() and not out.is_dir():
@@ -346,38 +265,26 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
         # the folder is replaced as a whole: never replace one that is not an earlier build
         raise BuildError(f"output {out} exists and is not an edgeres build folder (no manifest.json); pass a new -o folder")
-    # every option is checked against the target before the model is loaded (the shape comes later)
-    plan_build(request, input_shape=(1, 1, 1))
-    if request.arch is None and request.weights is None:
-        _reference_module()
+    plan = resolve_build(request)  # every option is checked against the target before the model is loaded
     with timer.stage("fold"):
-        import torch
-
-        from edgeres.fold import fold_batchnorm
-
-        model, recipe, source = _model_and_recipe(request)
         if request.arch is not None and request.weights is None:
             timer.report(f"  note: {request.arch} has random weights (no --weights); fine for a dry run, not for deployment")
-        shape = _input_shape(model, recipe)
-        plan = plan_build(request, input_shape=shape)
-        gen = torch.Generator().manual_seed(request.seed)
-        folded = fold_batchnorm(model, torch.randn(2, *shape, generator=gen))
+        made = pipeline.front_end(plan.arch, request.weights, seed=request.seed)
+        spec = plan.spec(made.input_shape)
     calibration = None
     with atomic_dir(out) as tmp:
         with timer.stage("export"):
-            from edgeres.export import export_onnx
-
-            export_onnx(folded, tmp / "model.onnx", (1, *shape), dynamic_batch=True)
+            pipeline.onnx_from_folded(made.folded, tmp / "model.onnx", made.example)
         if plan.precision == "int8":
             with timer.stage("calibrate"):
                 from edgeres.calibrate import calibrate
 
-                dataset = _calibration_dataset(request, recipe)
-                eval_dataset = _reference_eval_dataset(request)
+                dataset = _calibration_dataset(plan, made.recipe)
+                eval_dataset = _reference_eval_dataset(plan)
                 result = calibrate(tmp / "model.onnx", dataset, tmp, method=request.calib_method,
-                                   trt_version=_cache_version(plan), eval_dataset=eval_dataset, progress=False)
+                                   trt_version=_cache_version(plan), eval_dataset=eval_dataset, progress=False,
+                                   timing=False)  # wall times would make identical builds differ
                 calibration = _calibration_summary(result.report)
-                _strip_timing(Path(result.report_path))
         if plan.needs_fp16_onnx:
             with timer.stage("fp16 onnx"):
                 from edgeres.precision import write_fp16_onnx
@@ -386,19 +293,19 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
                     write_fp16_onnx(tmp / "model.onnx", tmp / "model.fp16.onnx")
                 else:
                     write_fp16_onnx(tmp / "model.qdq.onnx", tmp / "model.qdq.fp16.onnx", qdq=True)
-        fields = _manifest_fields(plan, recipe, source, edgeres.__version__, calibration)
+        fields = _manifest_fields(plan, spec, made.recipe, made.source, edgeres.__version__, calibration)
         with timer.stage("compile" if plan.engine_here else "bundle"):
             from edgeres.bundle import file_entries, finish_bundle
 
             sha = {k: v["sha256"] for k, v in file_entries(tmp, [p.name for p in tmp.iterdir() if p.is_file()]).items()}
-            script = build_script(plan.spec, plan.trt_version, target=plan.target.name,
+            script = build_script(spec, plan.trt_version, target=plan.target.name,
                                   edgeres_version=edgeres.__version__, sha256=sha)
             manifest = finish_bundle(tmp, fields, script)
             if plan.engine_here:
                 if request.frontend == "torch-tensorrt":
-                    compile_torch_tensorrt(folded, plan, tmp, recipe)
+                    device_build.compile_torch_tensorrt(made.folded, spec, plan.target, tmp, made.recipe)
                 else:
-                    compile_folder(tmp, manifest, allow_mismatch=request.allow_mismatch)
+                    device_build.compile_folder(tmp, manifest, allow_mismatch=request.allow_mismatch)
         files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
     return BuildResult(
         kind="engine" if plan.engine_here else "bundle", output=out, target=plan.target, precision=plan.precision,
@@ -407,16 +314,14 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
     )
 
 
-def _manifest_fields(plan: Plan, recipe: Any, source: Mapping[str, Any], version: str,
+def _manifest_fields(plan: BuildPlan, spec: TrtexecSpec, recipe: Any, source: Mapping[str, Any], version: str,
                      calibration: Mapping[str, Any] | None) -> dict[str, Any]:
     from edgeres.export import INPUT_NAME, OUTPUT_NAME
 
-    s = plan.spec
+    s = spec
     meant_for = []
     for v in plan.target.tensorrt_versions:
         try:
-            from edgeres.trtexec import check_spec
-
             check_spec(s, v)
             onnx_file_for(s.precision, s.int8_mode, v)
         except BuildError:
@@ -428,7 +333,7 @@ def _manifest_fields(plan: Plan, recipe: Any, source: Mapping[str, Any], version
         meant_for.append(plan.trt_version)
     return dict(
         target=plan.target.name, compute_capability=plan.target.compute_capability, precision=plan.precision,
-        int8_mode=plan.int8_mode, input_name=INPUT_NAME, output_name=OUTPUT_NAME, input_shape=plan.input_shape,
+        int8_mode=plan.int8_mode, input_name=INPUT_NAME, output_name=OUTPUT_NAME, input_shape=s.input_shape,
         min_batch=s.min_batch, opt_batch=s.opt_batch, max_batch=s.max_batch, workspace_mib=s.workspace_mib,
         dla_core=s.dla_core, gpu_fallback=s.gpu_fallback, tensorrt_version=plan.trt_version,
         tensorrt_versions=tuple(meant_for), recipe=recipe.to_dict() if recipe is not None else None,
@@ -436,139 +341,16 @@ def _manifest_fields(plan: Plan, recipe: Any, source: Mapping[str, Any], version
     )
 
 
-# ---- compile ------------------------------------------------------------------------------------
+# ---- moved to edgeres.device_build (the on-device half); old imports keep working ------------------
 
-def settings_for_bundle(folder: Path, manifest: Any, *, allow_mismatch: bool = False,
-                        trt_version: str | None = None, workspace_mib: int | None = None) -> Any:
-    """The EngineSettings that build ``folder``'s engine here, after checking TensorRT and the GPU.
-
-    Raises:
-        TensorRTUnavailableError: no TensorRT (with install hints) or no GPU.
-        BuildError: the GPU is not the bundle's target (unless ``allow_mismatch``).
-        BundleError: the bundle lacks the ONNX this TensorRT version compiles from.
-    """
-    from edgeres.trt import EngineSettings, local_compute_capability, require_tensorrt
-
-    trt = require_tensorrt()
-    version = trt_version or str(trt.__version__)
-    local = local_compute_capability()
-    expected = tuple(manifest.compute_capability)
-    if local is None:
-        raise TensorRTUnavailableError("TensorRT is installed but no GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)")
-    if tuple(local) != expected and not allow_mismatch:
-        raise BuildError(
-            f"this GPU is sm_{local[0]}.{local[1]} but the bundle is for {manifest.target} (sm_{expected[0]}.{expected[1]}); "
-            "an engine only runs on the GPU it was built for: compile on the target device, or pass --allow-mismatch"
-        )
-    mode = manifest.int8_mode if manifest.precision == "int8" else None
-    onnx_name = onnx_file_for(manifest.precision, mode, version)
-    if onnx_name not in manifest.files:
-        raise BundleError(
-            f"TensorRT {version} compiles {manifest.precision} from {onnx_name}, which this bundle lacks "
-            f"(it is meant for TensorRT {', '.join(manifest.tensorrt_versions)}); rebuild it with --trt-version {version}"
-        )
-    calib_cache = folder / "calib.cache" if "calib.cache" in manifest.files else None
-    if mode == "calibrator" and calib_cache is not None:
-        calib_cache = cache_for_version(calib_cache, version)
-    return EngineSettings(
-        onnx_path=folder / onnx_name, plan_path=folder / "model.plan", precision=manifest.precision,
-        int8_mode=mode or "qdq", calib_cache=calib_cache,
-        input_name=manifest.input_name, input_shape=tuple(manifest.input_shape), min_batch=manifest.min_batch,
-        opt_batch=manifest.opt_batch, max_batch=manifest.max_batch,
-        workspace_bytes=(workspace_mib or manifest.workspace_mib) << 20,
-        dla_core=manifest.dla_core, gpu_fallback=manifest.gpu_fallback, timing_cache=folder / "timing.cache",
-        target=manifest.target, expected_compute_capability=expected, allow_mismatch=allow_mismatch,
-        recipe=dict(manifest.recipe) if manifest.recipe else None,
-    )
+_MOVED = ("cache_for_version", "compile_bundle", "compile_folder", "compile_torch_tensorrt", "engine_possible_here",
+          "installed_tensorrt_version", "settings_for_bundle")
 
 
-def cache_for_version(cache: Path, trt_version: str) -> Path:
-    """``cache`` if its header names ``trt_version``, else a re-headered copy beside it.
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import warnings
 
-    TensorRT ignores a calibration cache written for another version (and would
-    need calibration data it does not have on the device); the scales themselves
-    mean the same from 8.5 to 10.x, so only the header changes. The bundle's own
-    ``calib.cache`` stays as hashed.
-    """
-    from edgeres.calibrate.cache import parse_calibration_cache, trt_version_code, write_calibration_cache
-
-    text = cache.read_text(encoding="utf-8")
-    header_version, _name, scales = parse_calibration_cache(text, str(cache))
-    if trt_version_code(header_version) == trt_version_code(trt_version):
-        return cache
-    return write_calibration_cache(cache.with_name(f"calib.trt-{trt_version}.cache"), scales, trt_version)
-
-
-def compile_folder(folder: Path, manifest: Any, *, allow_mismatch: bool = False) -> Any:
-    """Build ``folder/model.plan`` (+ sidecar) from a verified bundle folder with the local TensorRT."""
-    from edgeres.trt import build_engine
-
-    return build_engine(settings_for_bundle(folder, manifest, allow_mismatch=allow_mismatch))
-
-
-def compile_bundle(bundle: str | os.PathLike[str], *, allow_mismatch: bool = False,
-                   workspace_mib: int | None = None, report: Callable[[str], None] | None = None) -> Any:
-    """``edgeres compile``: verify every sha256, check TensorRT and the GPU, build ``model.plan``.
-
-    The plan is written into the bundle folder atomically (temporary file, then
-    rename), so a failed compile leaves the bundle as it was.
-    """
-    from edgeres.bundle import verify_bundle
-
-    timer = _Timer(report)
-    start = time.perf_counter()
-    # every check runs before any progress output, so a refusal is one line
-    manifest = verify_bundle(bundle)
-    settings = settings_for_bundle(Path(bundle), manifest, allow_mismatch=allow_mismatch, workspace_mib=workspace_mib)
-    timer.report(f"- verified {len(manifest.files)} files in {time.perf_counter() - start:.2f} s")
-    with timer.stage("compile"):
-        from edgeres.trt import build_engine
-
-        sidecar = build_engine(settings)
-    return sidecar
-
-
-def compile_torch_tensorrt(model: Any, plan: Plan, folder: Path, recipe: Any) -> Any:
-    """Torch-TensorRT (dynamo) FP32/FP16 engine -> ``folder/model.plan`` + sidecar.
-
-    Not verified: torch_tensorrt cannot be installed on the machine this was written on.
-    """
-    try:
-        import torch_tensorrt  # noqa: F401
-    except ImportError as exc:
-        raise TensorRTUnavailableError(
-            "--frontend torch-tensorrt needs torch-tensorrt (pip install torch-tensorrt, matching your torch; "
-            "on Jetson use NVIDIA's JetPack wheels); or use the default ONNX frontend"
-        ) from exc
-    import torch
-
-    import edgeres
-    from edgeres._io import atomic_path, sha256_file
-    from edgeres.sidecar import PlanSidecar, TensorSpec, write_sidecar
-    from edgeres.trt import local_compute_capability, require_tensorrt
-
-    s = plan.spec
-    dtype = torch.half if plan.precision == "fp16" else torch.float
-    example = torch.zeros(max(2, s.opt_batch), *plan.input_shape).cuda()
-    batch_dim = torch.export.Dim("batch", min=max(2, s.min_batch), max=max(2, s.max_batch))
-    exported = torch.export.export(model.cuda().eval(), (example,), dynamic_shapes=({0: batch_dim},))
-    inputs = [torch_tensorrt.Input(min_shape=(s.min_batch, *plan.input_shape), opt_shape=(s.opt_batch, *plan.input_shape),
-                                   max_shape=(s.max_batch, *plan.input_shape), dtype=torch.float)]
-    engine = torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine(
-        exported, inputs=inputs, enabled_precisions={dtype}, workspace_size=s.workspace_mib << 20,
-    )
-    plan_path = folder / "model.plan"
-    with atomic_path(plan_path) as tmp:
-        tmp.write_bytes(bytes(engine))
-    cc = local_compute_capability() or plan.target.compute_capability
-    sidecar = PlanSidecar(
-        tensorrt_version=str(require_tensorrt().__version__), compute_capability=tuple(cc),
-        device_name=torch.cuda.get_device_name(0), precision=plan.precision,
-        inputs=(TensorSpec("input", (-1, *plan.input_shape), "float32"),),
-        outputs=(TensorSpec("logits", (-1, recipe.num_classes), "float32"),),
-        min_batch=s.min_batch, opt_batch=s.opt_batch, max_batch=s.max_batch, plan_sha256=sha256_file(plan_path),
-        onnx_sha256=sha256_file(folder / "model.onnx"), edgeres_version=edgeres.__version__, dla_core=None,
-        target=plan.target.name, recipe=recipe.to_dict(), extra={"frontend": "torch-tensorrt"},
-    )
-    write_sidecar(plan_path, sidecar)
-    return sidecar
+        warnings.warn(f"edgeres.build.{name} moved to edgeres.device_build.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(device_build, name)
+    raise AttributeError(f"module 'edgeres.build' has no attribute {name!r}")

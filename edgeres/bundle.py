@@ -5,7 +5,7 @@ preparing a Jetson deployment). ``manifest.json`` names every other file with
 its sha256 and role, the target, precision, input shape and batch range, the
 preprocessing recipe, the source checkpoint's hash, the edgeres version and
 the TensorRT versions the bundle is meant for; ``build.sh`` is the equivalent
-``trtexec`` command. ``edgeres compile BUNDLE`` (:func:`edgeres.build.compile_bundle`)
+``trtexec`` command. ``edgeres compile BUNDLE`` (:func:`edgeres.device_build.compile_bundle`)
 verifies every hash before it builds anything.
 
 The manifest holds no timestamps or absolute paths, so the same inputs give

@@ -20,7 +20,7 @@ import difflib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from edgeres.errors import TargetError
 from edgeres.tensorrt_version import is_version, parse_version
@@ -376,3 +376,20 @@ def load_target(name: str, targets_dir: str | os.PathLike[str] | None = None) ->
 def list_targets(targets_dir: str | os.PathLike[str] | None = None) -> list[Target]:
     """Every profile, validated, sorted by name; one bad file is an error naming it."""
     return [target_from_file(path) for _, path in sorted(_profile_paths(targets_dir).items())]
+
+
+def compute_capability_mismatch(expected: Sequence[int] | None, local: Sequence[int] | None, *,
+                                target: str | None = None, device_name: str | None = None) -> str | None:
+    """None when an engine built on a GPU of ``local`` compute capability runs on ``expected``, else why not.
+
+    The one comparison (and message) for the build planner, ``edgeres compile`` and
+    the TensorRT adapter: an engine only loads on the compute capability it was
+    built for. An unknown side (None) is no mismatch; the caller reports a missing GPU.
+    """
+    if expected is None or local is None or tuple(expected) == tuple(local):
+        return None
+    who = f"target {target}" if target else "the target"
+    gpu = f"this GPU ({device_name})" if device_name else "this GPU"
+    return (f"{who} has compute capability {expected[0]}.{expected[1]}, {gpu} has {local[0]}.{local[1]}: "
+            "its engine would not load there; build on the target (or pass --allow-mismatch)")
+

@@ -1,9 +1,8 @@
-"""`edgeres build` / `edgeres compile`: bundles without TensorRT, reproducibility, every bad input.
+"""`edgeres build`: bundles without TensorRT, reproducibility, every bad input (compile: test_device_build.py).
 
-No TensorRT or GPU here: engines are never built by these tests. The GPU-side
-checks of `edgeres compile` (wrong GPU, out of memory) run with the TensorRT
-adapter's entry points replaced, so what they prove is edgeres' handling,
-not TensorRT's behaviour.
+No TensorRT or GPU here: engines are never built by these tests. The engine
+branch runs with the TensorRT adapter's entry points replaced, so what it
+proves is edgeres' orchestration, not TensorRT's behaviour.
 """
 
 from __future__ import annotations
@@ -12,15 +11,10 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import torch
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-import edgeres.trt
 from edgeres.bundle import MANIFEST, verify_bundle
-from edgeres.cli import cli
-from edgeres.errors import BuildError, TensorRTUnavailableError
-from edgeres.models import create_model
-from tests.conftest import randomize_batchnorm
+from tests.build_fixtures import assert_refused, build_fp16_bundle, fake_tensorrt, run, write_weights
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 HAS_CALIBRATE = importlib.util.find_spec("edgeres.calibrate") is not None and hasattr(
@@ -29,38 +23,16 @@ HAS_CALIBRATE = importlib.util.find_spec("edgeres.calibrate") is not None and ha
 HAS_REFERENCE = importlib.util.find_spec("edgeres.reference") is not None
 
 
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
-
-
-def assert_refused(result: Result, out: Path, *needles: str) -> None:
-    assert result.exit_code == 2, f"exit 2 expected, got {result.exit_code}: {result.output}"
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), f"one error line: {result.stderr!r}"
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} in {lines[0]!r}"
-    assert not out.exists(), f"{out} must not be written"
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")], "no temporary folder left"
-
-
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = randomize_batchnorm(create_model("resnet20", in_channels=1))
-    path = tmp_path_factory.mktemp("w") / "resnet20.pth"
-    torch.save(model.state_dict(), path)
-    return path
+    return write_weights(tmp_path_factory.mktemp("w") / "resnet20.pth")
 
 
 @pytest.fixture(scope="module")
 def fp16_bundles(tmp_path_factory: pytest.TempPathFactory, weights: Path) -> tuple[Path, Path, Result]:
     """The same FP16 build twice (jetson-orin: TensorRT 10.3 default, 11.4.1 also listed)."""
     root = tmp_path_factory.mktemp("b")
-    results = []
-    for name in ("one", "two"):
-        results.append(run("build", "--target", "jetson-orin", "--arch", "resnet20", "--weights", str(weights),
-                           "--precision", "fp16", "--batch", "4", "--max-batch", "8", "-o", str(root / name)))
-        assert results[-1].exit_code == 0, results[-1].output + results[-1].stderr
+    results = [build_fp16_bundle(root / name, weights) for name in ("one", "two")]
     return root / "one", root / "two", results[0]
 
 
@@ -188,88 +160,11 @@ def test_existing_foreign_folder_is_never_replaced(tmp_path: Path) -> None:
     assert (out / "notes.txt").read_text() == "keep me", "the user's folder is untouched"
 
 
-def test_damaged_bundle_is_refused_by_compile(fp16_bundles: tuple[Path, Path, Result], tmp_path: Path) -> None:
-    import shutil
-
-    bundle = tmp_path / "copy"
-    shutil.copytree(fp16_bundles[0], bundle)
-    (bundle / "model.fp16.onnx").unlink()
-    result = run("compile", str(bundle))
-    assert result.exit_code == 2 and "model.fp16.onnx is missing" in result.stderr, result.stderr
-    shutil.copyfile(fp16_bundles[0] / "model.fp16.onnx", bundle / "model.fp16.onnx")
-    with open(bundle / "model.onnx", "ab") as f:
-        f.write(b"\0")
-    result = run("compile", str(bundle))
-    assert result.exit_code == 2 and "model.onnx fails its sha256" in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, f"one line: {result.stderr}"
-    assert not (bundle / "model.plan").exists(), "nothing built from a damaged bundle"
-
-
-def _fake_tensorrt(monkeypatch: pytest.MonkeyPatch, cc: tuple[int, int], build: object) -> None:
-    class FakeTRT:
-        __version__ = "10.3.0"
-
-    monkeypatch.setattr(edgeres.trt, "require_tensorrt", lambda: FakeTRT, raising=False)
-    monkeypatch.setattr(edgeres.trt, "local_compute_capability", lambda: cc, raising=False)
-    monkeypatch.setattr(edgeres.trt, "build_engine", build, raising=False)
-
-
-def test_compile_refuses_another_gpu(fp16_bundles: tuple[Path, Path, Result], monkeypatch: pytest.MonkeyPatch) -> None:
-    def never(_settings: object) -> None:
-        raise AssertionError("build_engine must not run on a mismatched GPU")
-
-    _fake_tensorrt(monkeypatch, (8, 6), never)
-    result = run("compile", str(fp16_bundles[0]))
-    assert result.exit_code == 2 and "sm_8.6" in result.stderr and "jetson-orin" in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, f"one line: {result.stderr}"
-    assert not (fp16_bundles[0] / "model.plan").exists(), "no plan written"
-
-
-def test_compile_reports_out_of_memory(fp16_bundles: tuple[Path, Path, Result], monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeres.trt.loaders import explain_build_failure
-
-    seen = {}
-
-    def oom(settings: object) -> None:
-        seen["settings"] = settings
-        raise BuildError(explain_build_failure(["[defaultAllocator.cpp] Error: out of memory"], settings.workspace_bytes))
-
-    _fake_tensorrt(monkeypatch, (8, 7), oom)
-    result = run("compile", str(fp16_bundles[0]), "--workspace", "256")
-    assert result.exit_code == 2 and "out of GPU memory" in result.stderr and "workspace" in result.stderr, result.stderr
-    settings = seen["settings"]
-    assert settings.onnx_path.name == "model.onnx" and settings.precision == "fp16", "TensorRT 10.3 builds from FP32 ONNX"
-    assert settings.opt_batch == 4 and settings.max_batch == 8 and settings.expected_compute_capability == (8, 7), "manifest -> settings"
-    assert settings.workspace_bytes == 256 << 20 and "256 MiB" in result.stderr, "--workspace overrides the bundle's limit"
-    assert not (fp16_bundles[0] / "model.plan").exists(), "no half-written plan"
-
-
-def test_missing_tensorrt_message(monkeypatch: pytest.MonkeyPatch, fp16_bundles: tuple[Path, Path, Result]) -> None:
-    from edgeres.trt.loaders import INSTALL_HINT
-
-    def absent() -> None:
-        raise TensorRTUnavailableError(f"TensorRT is not importable in this Python (No module named 'tensorrt'); {INSTALL_HINT}")
-
-    monkeypatch.setattr(edgeres.trt, "require_tensorrt", absent, raising=False)
-    result = run("compile", str(fp16_bundles[0]))
-    assert result.exit_code == 2 and "JetPack" in result.stderr and "pypi.nvidia.com" in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, f"one line: {result.stderr}"
-
-
-def test_torch_tensorrt_frontend_absent_is_refused_cleanly() -> None:
-    if importlib.util.find_spec("torch_tensorrt") is not None:
-        pytest.skip("torch_tensorrt is installed here")
-    from edgeres.build import compile_torch_tensorrt
-
-    with pytest.raises(TensorRTUnavailableError, match="pip install torch-tensorrt"):
-        compile_torch_tensorrt(None, None, Path("."), None)
-
-
 def test_compile_and_build_modules_import_no_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, edgeres.cli.compile, edgeres.build, edgeres.bundle, edgeres.trtexec, edgeres.targets; print(sorted(m for m in ('torch', 'onnx', 'tensorrt') if m in sys.modules))"
+    code = "import sys, edgeres.cli.compile, edgeres.build, edgeres.device_build, edgeres.pipeline, edgeres.bundle, edgeres.trtexec, edgeres.targets; print(sorted(m for m in ('torch', 'onnx', 'tensorrt') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"compile path imports heavy modules: {out}"
 
@@ -283,7 +178,7 @@ def test_engine_path_with_stand_in_tensorrt(tmp_path: Path, weights: Path, monke
         Path(settings.plan_path).write_bytes(b"stand-in plan")
         return "sidecar"
 
-    _fake_tensorrt(monkeypatch, (8, 7), fake_build)
+    fake_tensorrt(monkeypatch, (8, 7), fake_build)
     out = tmp_path / "engine"
     result = run("build", "--target", "jetson-orin", "--arch", "resnet20", "--weights", str(weights),
                  "--precision", "fp16", "-o", str(out))
@@ -295,17 +190,7 @@ def test_engine_path_with_stand_in_tensorrt(tmp_path: Path, weights: Path, monke
     assert verify_bundle(out).tensorrt_version == "10.3.0", "the folder is also a verified bundle for the installed TensorRT"
     other = run("build", "--target", "rtx30", "--arch", "resnet20", "--weights", str(weights), "--precision", "fp16",
                 "-o", str(tmp_path / "b"))
-    assert other.exit_code == 0 and "BUNDLE, not an engine" in other.output and "sm_8.7" in other.output, other.output
+    assert other.exit_code == 0 and "BUNDLE, not an engine" in other.output and "has 8.7" in other.output, other.output
     assert not calls[1:], "no engine for a target whose GPU is not here"
 
 
-@pytest.mark.skipif(not HAS_CALIBRATE, reason="needs edgeres.calibrate (branch calib)")
-def test_calibration_cache_is_reheadered_for_the_device_tensorrt(tmp_path: Path) -> None:
-    from edgeres.build import cache_for_version
-    from edgeres.calibrate.cache import read_calibration_cache, write_calibration_cache
-
-    cache = write_calibration_cache(tmp_path / "calib.cache", {"input": 0.0125, "/conv1/Conv_output_0": 0.03}, "10.3.0")
-    assert cache_for_version(cache, "10.3.0") == cache, "same version: the bundle's cache as is"
-    other = cache_for_version(cache, "8.6.2")
-    assert other != cache and other.read_text().startswith("TRT-8602-"), other.read_text()[:40]
-    assert read_calibration_cache(other) == read_calibration_cache(cache), "same scales under the new header"

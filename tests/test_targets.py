@@ -162,3 +162,15 @@ def test_wheel_ships_the_profiles(tmp_path: Path) -> None:
     assert shipped and shipped == inside, f"wheel profiles {sorted(inside)} vs checkout {sorted(shipped)}"
     if (root / "calib").is_dir() and any((root / "calib").iterdir()):
         assert any(n.startswith("edgeres/_shipped/calib/") for n in names), "calib/ shipped too"
+
+
+def test_compute_capability_mismatch_is_one_comparison_and_message() -> None:
+    from edgeres.targets import compute_capability_mismatch
+
+    assert compute_capability_mismatch((8, 7), (8, 7), target="jetson-orin") is None, "same GPU: no mismatch"
+    assert compute_capability_mismatch((8, 7), None) is None, "no GPU known: the caller reports that, not a mismatch"
+    assert compute_capability_mismatch(None, (8, 6)) is None, "no expected capability: nothing to compare"
+    why = compute_capability_mismatch((8, 7), (8, 6), target="jetson-orin", device_name="RTX 3060")
+    assert why is not None and why.startswith("target jetson-orin has compute capability 8.7, this GPU (RTX 3060) has 8.6"), why
+    assert "--allow-mismatch" in why, f"names the way out: {why}"
+    assert "this GPU has 8.6" in (compute_capability_mismatch([8, 7], [8, 6]) or ""), "lists compare like tuples; no name"

@@ -51,28 +51,23 @@ def onnxruntime_qdq_onnx(fp32: Path, dataset: Any, folder: Path, method: str = D
 def reference_pair(log: Callable[[str], None]) -> Iterator[tuple[Path, Path]]:
     """(INT8 Q/DQ ONNX, FP32 ONNX) of the shipped reference model, built in a temporary folder.
 
-    FP32: the shipped weights, BatchNorm folded, exported and checked against
-    PyTorch. INT8: calibrated on the shipped calibration split with
+    FP32: the shipped weights through :mod:`edgeres.pipeline` (BatchNorm folded,
+    exported and checked against PyTorch). INT8: calibrated on the shipped calibration split with
     :data:`DEFAULT_CALIBRATION_METHOD`; the Q/DQ placement is onnxruntime's, since
     the default comparison runs on onnxruntime CPU.
     """
-    import torch
-
     from edgeres import reference
     from edgeres.data import reference_dataset
-    from edgeres.export import export_onnx
-    from edgeres.fold import fold_batchnorm
+    from edgeres.pipeline import front_end, onnx_from_folded
 
     with tempfile.TemporaryDirectory(prefix="edgeres-bench-") as tmp:
         folder = Path(tmp)
-        recipe = reference.reference_recipe()
         log(f"- build the reference model's FP32 ONNX and INT8 Q/DQ ONNX ({DEFAULT_CALIBRATION_METHOD} calibration "
             "on the shipped calibration split, onnxruntime Q/DQ placement)")
-        model = reference.reference_model()
-        calib = reference_dataset("calib")
-        example = torch.from_numpy(next(calib.batches(8))[0])
+        made = front_end(None, None)
         fp32 = folder / "model.onnx"
-        export_onnx(fold_batchnorm(model, example), fp32, (1, *recipe.input_shape), check_inputs=example.numpy())
+        onnx_from_folded(made.folded, fp32, made.example)
+        calib = reference_dataset("calib")
         yield onnxruntime_qdq_onnx(fp32, calib, folder), fp32
 
 

@@ -1,9 +1,11 @@
 """INT8 calibration: streaming statistics, calibrators, Q/DQ ONNX, TensorRT cache, report, budget.
 
-Importing this package loads numpy only; onnx/onnxruntime load on first use.
+Importing this package loads numpy only; onnx/onnxruntime load on first use. It depends on
+ONNX and data only: a PyTorch model reaches it as ONNX through :mod:`edgeres.pipeline`
+(``edgeres.pipeline.calibrate_model``).
 """
 
-from edgeres.calibrate.api import CalibrationResult, calibrate, calibrate_model
+from edgeres.calibrate.api import CalibrationResult, calibrate
 from edgeres.calibrate.cache import (
     parse_calibration_cache,
     qdq_model_from_cache,
@@ -20,7 +22,6 @@ __all__ = [
     "DEFAULT_METHOD",
     "Histogram",
     "calibrate",
-    "calibrate_model",
     "compute_amax",
     "parse_calibration_cache",
     "qdq_model",
@@ -30,3 +31,16 @@ __all__ = [
     "trt_version_code",
     "write_calibration_cache",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``calibrate_model`` moved to :mod:`edgeres.pipeline` (it starts from a PyTorch model); old imports warn."""
+    if name == "calibrate_model":
+        import warnings
+
+        from edgeres import pipeline
+
+        warnings.warn("edgeres.calibrate.calibrate_model moved to edgeres.pipeline.calibrate_model",
+                      DeprecationWarning, stacklevel=2)
+        return pipeline.calibrate_model
+    raise AttributeError(f"module 'edgeres.calibrate' has no attribute {name!r}")

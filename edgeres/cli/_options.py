@@ -9,19 +9,30 @@ from typing import Any, Callable, Iterator
 import click
 
 
-def arch_option(default: str | None = "resnet50") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--arch`` (a registry name; validated by the library so errors suggest names)."""
-    return click.option("--arch", default=default, show_default=True, help="Architecture name (see `edgeres info --list`).")
+ARCH_HELP = "Architecture name (see `edgeres info --list`)"
+WEIGHTS_HELP = "Weights of the architecture: state dict or checkpoint (.pth/.pt, loaded weights-only) or .safetensors"
+INPUT_SIZE_HELP = "Square input side"
 
 
-def weights_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def arch_option(default: str | None = None, *, omitted: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--arch`` (a registry name; validated by the library so errors suggest names).
+
+    One help text for every command; ``omitted`` says what the command does without
+    ``--arch`` where that is not ``default`` (e.g. "the shipped reference model").
+    """
+    tail = f"; {omitted} if omitted" if omitted else ""
+    return click.option("--arch", default=default, show_default=default is not None, help=f"{ARCH_HELP}{tail}.")
+
+
+def weights_option(omitted: str = "random initialization from --seed") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--weights`` (.pth/.pt state dict or checkpoint, or .safetensors)."""
-    return click.option(
-        "--weights",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="State dict, checkpoint (.pth/.pt, loaded weights-only) or .safetensors; random init if omitted.",
-    )
+    return click.option("--weights", type=click.Path(dir_okay=False), default=None, help=f"{WEIGHTS_HELP}; {omitted} if omitted.")
+
+
+def input_size_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--input-size`` (square side, at least 8; the architecture's default when omitted)."""
+    return click.option("--input-size", type=click.IntRange(min=8), default=None,
+                        help=f"{INPUT_SIZE_HELP}; the architecture's default if omitted.")
 
 
 def log(message: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeres.cli._options import log
+from edgeres.cli._options import arch_option, log
 
 
 def _batch_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
@@ -33,7 +33,7 @@ def _batch_list(ctx: click.Context, param: click.Parameter, value: str) -> list[
 @click.option("--cuda-graphs", is_flag=True, help="torch on CUDA: replay a captured CUDA graph.")
 @click.option("--sync", type=click.Choice(["blocking", "spin"]), default="blocking", show_default=True, help="How the host waits for the GPU.")
 @click.option("--pageable", is_flag=True, help="Pageable host buffers instead of pinned (what a naive app does).")
-@click.option("--arch", default=None, help="Architecture of a bare weights file (.pth/.safetensors).")
+@arch_option(omitted="guessed from the keys of a bare weights file (.pth/.safetensors)")
 @click.option("--threads", type=int, default=None, help="CPU intra-op threads (default: the library's).")
 @click.option("--batch", "batch_sizes", default="1", show_default=True, callback=_batch_list, help="Batch size or sweep, e.g. 1,8,32.")
 @click.option("--warmup", "warmup_ms", type=float, default=200.0, show_default=True, help="Warm-up time per side (ms).")
@@ -64,8 +64,6 @@ def bench(candidate: str | None, reference: str | None, no_reference: bool, back
 
     config = TimingConfig(warmup_ms=warmup_ms, min_warmup_iters=warmup_iterations, duration_s=duration_s,
                           min_iters=min_iters, rounds=rounds)
-    if buffers < 1:
-        raise BenchError(f"--buffers must be at least 1, received {buffers}")
     if agreement_samples < 1:
         raise BenchError(f"--agreement-samples must be at least 1, received {agreement_samples}")
     if threads is not None and threads < 1:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from edgeres.cli._options import human_bytes, log
+from edgeres.cli._options import arch_option, human_bytes, log, weights_option
 
 
 @click.command("build")
 @click.option("--target", "-t", required=True, help="Device profile (see `edgeres targets`), e.g. jetson-orin or jetson-orin-nx:16gb.")
-@click.option("--arch", default=None, help="Architecture (see `edgeres info --list`); the shipped reference model if omitted.")
-@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Checkpoint of --arch (.pth/.pt weights-only, .safetensors).")
+@arch_option(omitted="the shipped reference model (resnet50 with --weights)")
+@weights_option("random initialization (seed 0) with --arch, the shipped reference model without")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "best"]), default=None,
               help="Engine precision; the target's default if omitted. best = int8 where fast, else fp16.")
 @click.option("--int8-mode", type=click.Choice(["qdq", "calibrator"]), default=None, help="Explicit Q/DQ or implicit calibrator (target default).")

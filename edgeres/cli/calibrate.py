@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 
 from edgeres.calibrate.calibrators import CALIBRATORS, DEFAULT_METHOD, DEFAULT_PERCENTILE
-from edgeres.cli._options import log, stage, weights_option
+from edgeres.cli._options import arch_option, log, stage, weights_option
 from edgeres.tensorrt_version import DEFAULT_TENSORRT
 
 METHODS = tuple(CALIBRATORS)
 
 
 @click.command("calibrate")
-@click.option("--arch", default=None, help="Architecture name; omit (with --weights) to use the shipped reference model.")
+@arch_option(omitted="the shipped reference model (with no --weights either)")
 @weights_option()
 @click.option("--calib-data", default=None, help="Calibration images: image folder, .npy or .npz (reference:calib by default).")
 @click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True, help="Activation calibrator.")
@@ -23,7 +23,7 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--min-agreement", type=float, default=None, help="Budget: smallest FP32/INT8 top-1 agreement in percent.")
 @click.option("--trt-version", default=DEFAULT_TENSORRT, show_default=True, help="TensorRT version of the calibration cache header (8.5 to 10.x).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration sample pick.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration sample pick, the random initialization (no --weights) and example input.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="calib_out", show_default=True, help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no table.")
 @click.option("--from-cache", type=click.Path(dir_okay=False), default=None,
@@ -36,7 +36,7 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
     """Calibrate a model for INT8; with no arguments, the shipped reference model and data."""
     from pathlib import Path
 
-    from edgeres.calibrate import calibrate_model
+    from edgeres.pipeline import calibrate_model
     from edgeres.errors import CalibrationError
 
     if from_cache is not None or onnx_path is not None:

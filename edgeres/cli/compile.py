@@ -15,7 +15,7 @@ from edgeres.cli._options import log
               help="Builder workspace limit in MiB (the bundle's if omitted); lower it after an out-of-memory build.")
 def compile_(bundle: str, verify_only: bool, allow_mismatch: bool, workspace_mib: int | None) -> None:
     """Verify every sha256 in BUNDLE/manifest.json, then compile BUNDLE/model.plan with the local TensorRT."""
-    from edgeres.build import compile_bundle
+    from edgeres.device_build import compile_bundle
     from edgeres.bundle import verify_bundle
 
     if verify_only:

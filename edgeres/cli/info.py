@@ -6,15 +6,15 @@ import json
 
 import click
 
-from edgeres.cli._options import human_bytes, weights_option
+from edgeres.cli._options import human_bytes, input_size_option, weights_option
 
 
 @click.command("info")
 @click.argument("arch", required=False)
-@click.option("--input-size", type=click.IntRange(min=8), default=None, help="Square input side (the architecture's default if omitted).")
+@input_size_option()
 @click.option("--stride-in", type=click.Choice(["v1.5", "v1"]), default=None, help="Bottleneck stride placement (ImageNet models).")
 @click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Classifier width.")
-@weights_option()
+@weights_option("random initialization")
 @click.option("--list", "list_archs", is_flag=True, help="List the architectures and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def info(arch: str | None, input_size: int | None, stride_in: str | None, num_classes: int | None,

@@ -359,14 +359,12 @@ def check_precision_support(settings: EngineSettings, caps: Capabilities, onnx: 
 
 def check_compute_capability(settings: EngineSettings, local: tuple[int, int] | None, device_name: str) -> None:
     """Refuse to build for a target whose GPU differs from this one (an engine only runs where it was built)."""
-    want = settings.expected_compute_capability
-    if want is None or local is None or tuple(want) == tuple(local) or settings.allow_mismatch:
-        return
-    target = f"target {settings.target}" if settings.target else "the target"
-    raise BuildError(
-        f"{target} has compute capability {want[0]}.{want[1]}, this GPU ({device_name}) has {local[0]}.{local[1]}: "
-        "its engine would not load there; build on the target (or pass --allow-mismatch)"
-    )
+    from edgeres.targets import compute_capability_mismatch
+
+    why = compute_capability_mismatch(settings.expected_compute_capability, local, target=settings.target,
+                                      device_name=device_name)
+    if why is not None and not settings.allow_mismatch:
+        raise BuildError(why)
 
 
 def _raise_calibration_error(calibrator: Any) -> None:

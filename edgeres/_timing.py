@@ -1,0 +1,31 @@
+"""Timed, reported stages shared by ``edgeres build`` and ``edgeres compile``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from typing import Callable, Iterator
+
+
+@dataclasses.dataclass(frozen=True)
+class StageTime:
+    name: str
+    seconds: float
+
+
+class StageTimer:
+    """Reports ``- name ...`` / ``name done in X s`` and keeps each stage's wall time."""
+
+    def __init__(self, report: Callable[[str], None] | None) -> None:
+        self.stages: list[StageTime] = []
+        self.report = report or (lambda _msg: None)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.report(f"- {name} ...")
+        start = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - start
+        self.stages.append(StageTime(name, seconds))
+        self.report(f"  {name} done in {seconds:.2f} s")
