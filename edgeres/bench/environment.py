@@ -131,6 +131,19 @@ def cuda_device(index: int = 0) -> dict[str, Any] | None:
     }
 
 
+def doctor_facts(root: Path, *, probe_python: bool = True) -> dict[str, Any] | None:
+    """``edgeres doctor``'s L4T, JetPack, TensorRT, power mode and clocks, with its power/clock warnings.
+
+    MLPerf's Jetson results are measured at MaxN with clocks pinned (mlcommons/ck
+    ``cm-mlops/challenge/optimize-mlperf-inference-v3.0-2023/docs/setup-nvidia-jetson-orin.md``:
+    NVIDIA's submitted ResNet-50 runs are "MaxN"); a run outside that is flagged.
+    """
+    from edgeres.doctor import collect_facts
+    from edgeres.doctor.report import bench_summary
+
+    return bench_summary(collect_facts(root, probe=None if probe_python else dict))
+
+
 def collect_environment(root: str | os.PathLike[str] = "/", *, probe_gpu: bool = True) -> dict[str, Any]:
     """Everything recorded with a result (see docs/bench_json.md, ``environment``)."""
     root = Path(root)
@@ -151,6 +164,7 @@ def collect_environment(root: str | os.PathLike[str] = "/", *, probe_gpu: bool =
         "nvidia_driver": nvidia_driver(root),
         "clocks_locked": clocks_locked(root),
         "jetson": None,
+        "doctor": doctor_facts(root, probe_python=probe_gpu),
     }
     if release is not None:
         env["jetson"] = {
