@@ -353,6 +353,14 @@ def collect_facts(root: str | os.PathLike[str] = "/", *, run: Runner | None = No
     if mode.get("name") is None and shown:
         mode = parse_nvpmodel_query(shown) or mode  # jetson_clocks --show ends with "NV Power Mode: ..."
 
+    modes = tuple(parse_nvpmodel_conf(_read(root / "etc/nvpmodel.conf") or ""))
+    if mode.get("id") is None:  # without nvpmodel (a container, a fake tree): the mode nvpmodel last set
+        status = re.search(r"pmode:(\d+)", _read(root / "var/lib/nvpmodel/status") or "")
+        if status:
+            mode = {"id": int(status.group(1)), "name": dict(modes).get(int(status.group(1)))}
+    elif mode.get("name") is None:
+        mode = {**mode, "name": dict(modes).get(mode["id"])}
+
     disk = Path(disk_path) if disk_path is not None else Path.cwd()
     return DeviceFacts(
         python=py.get("python"),
@@ -367,7 +375,7 @@ def collect_facts(root: str | os.PathLike[str] = "/", *, run: Runner | None = No
         nvidia_driver=(smi or {}).get("driver"),
         dla_cores=read_dla_cores(root) if soc else 0 if smi else None,
         power_mode=mode.get("name"), power_mode_id=mode.get("id"),
-        power_modes=tuple(parse_nvpmodel_conf(_read(root / "etc/nvpmodel.conf") or "")),
+        power_modes=modes,
         clocks=clocks, clocks_source=clocks_source,
         mem_available_bytes=read_mem_available(root), disk_free_bytes=read_disk_free(disk), disk_path=str(disk),
         container=read_container(root), packages=packages,

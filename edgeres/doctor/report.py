@@ -58,7 +58,7 @@ def fact_rows(facts: DeviceFacts) -> list[tuple[str, str]]:
             ("DLA cores", _unknown(facts.dla_cores)),
             ("power mode", _unknown(facts.power_mode) + (f" (id {facts.power_mode_id})" if facts.power_mode_id is not None else "")),
             ("jetson_clocks", ("on" if on else "off" if on is False else "unknown") +
-             (f" [{facts.clocks_source}]" if facts.clocks_source else "")),
+             (f" [{facts.clocks_source}]" if facts.clocks_source and on is not None else "")),
         ]
     rows += [
         ("memory available", _mib(facts.mem_available_bytes)),

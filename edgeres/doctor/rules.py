@@ -217,7 +217,12 @@ def check_tensorrt(facts: Any, subject: Subject) -> list[Problem]:
                         f"({MIN_VERSION[0]}.{MIN_VERSION[1]})", "upgrade JetPack (5.1 or later) or TensorRT; " + INSTALL_HINT)]
 
     why = facts.tensorrt_error or "TensorRT is not importable in this Python"
-    if facts.tensorrt_system and "python3-libnvinfer" not in facts.packages:
+    release = release_for_l4t(facts.l4t) if facts.l4t else None
+    if release and facts.python and _parts(facts.python)[:2] != _parts(release.python)[:2] and "python3-libnvinfer" in facts.packages:
+        fix = (f"JetPack {release.jetpack}'s python3-libnvinfer is built for Python {release.python}, this is Python "
+               f"{'.'.join(facts.python.split('.')[:2])}: build TensorRT {release.tensorrt}'s Python bindings for it "
+               "(NVIDIA/TensorRT python/README.md), or build the engine with the bundle's build.sh (trtexec)")
+    elif facts.tensorrt_system and "python3-libnvinfer" not in facts.packages:
         fix = (f"the system has TensorRT {facts.tensorrt_system} but not its Python bindings: sudo apt install "
                "python3-libnvinfer (in a virtualenv, create it with --system-site-packages)")
     else:
@@ -325,10 +330,12 @@ def check_plan_tensorrt(facts: Any, subject: Subject) -> list[Problem]:
 
 def check_bundle_tensorrt(facts: Any, subject: Subject) -> list[Problem]:
     """The bundle must hold the ONNX this TensorRT compiles, and should be meant for it (major.minor)."""
-    m = subject.manifest
-    if m is None or facts.tensorrt is None:
-        return []
+    from edgeres.trt.loaders import MIN_VERSION  # TODO(merge): follows the trt/loaders.py split
     from edgeres.trtexec import onnx_file_for
+
+    m = subject.manifest
+    if m is None or facts.tensorrt is None or _parts(facts.tensorrt)[:2] < MIN_VERSION:
+        return []  # no TensorRT, or one too old: check_tensorrt says so
 
     mode = m.int8_mode if m.precision == "int8" else None
     rebuild = f"rebuild the bundle with `edgeres build --target {m.target} --trt-version {'.'.join(str(p) for p in _parts(facts.tensorrt)[:3])} ...`"
