@@ -24,12 +24,11 @@ def run(*args: str) -> Result:
 def use_device(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, device: FakeDevice) -> None:
     """Make every collect_facts call (doctor's and compile's) read ``device``'s fake tree, commands and probe."""
     root = device.build(tmp_path / "device-root")
+    real = edgeres.doctor.facts.collect_facts
 
     def collect(_root: Any = "/", *, run: Any = None, probe: Any = None, disk_path: Any = None) -> Any:
-        real = edgeres.doctor.facts.__dict__["_collect_real"]
         return real(root, run=device.run, probe=lambda: dict(device.probe), disk_path=disk_path or root)
 
-    monkeypatch.setitem(edgeres.doctor.facts.__dict__, "_collect_real", edgeres.doctor.facts.collect_facts)
     monkeypatch.setattr(edgeres.doctor.facts, "collect_facts", collect)
     monkeypatch.setattr(edgeres.doctor, "collect_facts", collect)
 
