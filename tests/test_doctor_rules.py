@@ -178,3 +178,20 @@ def test_preflight_refuses_in_one_line(tmp_path: Path) -> None:
     R.check_preflight(manifest(), warned)  # power mode and clocks are warnings: compile goes ahead
     names = {p.check for p in R.preflight_problems(manifest(), warned)}
     assert not names & {"power-mode", "clocks", "memory"}, f"the preflight runs only build checks: {names}"
+
+
+def test_fastest_power_mode_comes_from_the_modes_the_device_has(tmp_path: Path) -> None:
+    from tests.doctor_fixtures import ORIN_NANO_MODES
+    from edgeres.doctor.facts import parse_nvpmodel_conf
+
+    base = _facts("agx-orin-jp6.2", tmp_path)
+    super_modes = tuple(parse_nvpmodel_conf("< POWER_MODEL ID=0 NAME=15W >\n< POWER_MODEL ID=1 NAME=25W >\n"
+                                            "< POWER_MODEL ID=2 NAME=MAXN_SUPER >\n< POWER_MODEL ID=3 NAME=7W >\n"))
+    nano62 = dataclasses.replace(base, power_modes=super_modes, power_mode="25W", power_mode_id=1)
+    [warning] = R.diagnose(nano62, only=("power-mode",))
+    assert warning.fix.startswith("sudo nvpmodel -m 2") and "MAXN_SUPER" in warning.fix, warning.fix
+    nano51 = dataclasses.replace(base, power_modes=tuple(parse_nvpmodel_conf(ORIN_NANO_MODES)), power_mode="15W", power_mode_id=0)
+    assert R.diagnose(nano51, only=("power-mode",)) == [], "Orin Nano before JetPack 6.2: 15W is its fastest mode"
+    unknown = dataclasses.replace(base, power_modes=(), power_mode="MODE_15W", power_mode_id=1)
+    [w] = R.diagnose(unknown, only=("power-mode",))
+    assert "/etc/nvpmodel.conf" in w.fix, "without the mode table the fix says where the modes are listed"

@@ -46,6 +46,7 @@ Tables and where each row was read:
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -388,8 +389,6 @@ def max_power_modes(facts: Any) -> tuple[tuple[int, str], ...]:
     maxn = tuple((i, n) for i, n in modes if n.upper().startswith("MAXN"))
     if maxn or not modes:
         return maxn
-    import re
-
     watts = {(i, n): int(w.group(1)) for i, n in modes if (w := re.search(r"(\d+)W", n))}
     top = max(watts.values(), default=None)
     return tuple(k for k, w in watts.items() if w == top)
@@ -498,7 +497,3 @@ def subject_for(path: str | Path, *, allow_mismatch: bool = False) -> Subject:
         bundle_dir = str(p.parent) if (p.parent / MANIFEST).is_file() else None
         return Subject(kind="plan", path=str(p), sidecar=sidecar, bundle_dir=bundle_dir)
     raise EngineError(f"{p} is neither a bundle folder nor a plan file")
-
-
-def problems_as_dicts(problems: Sequence[Problem]) -> list[Mapping[str, str]]:
-    return [p.to_dict() for p in problems]
