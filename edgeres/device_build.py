@@ -136,6 +136,10 @@ def compile_bundle(bundle: str | os.PathLike[str], *, allow_mismatch: bool = Fal
     start = time.perf_counter()
     # every check runs before any progress output, so a refusal is one line
     manifest = verify_bundle(bundle)
+    # refuse what would fail anyway (edgeres.doctor), before TensorRT is required
+    from edgeres.doctor import check_preflight, collect_facts
+
+    check_preflight(manifest, collect_facts(disk_path=bundle), allow_mismatch=allow_mismatch, bundle=str(bundle))
     settings = settings_for_bundle(Path(bundle), manifest, allow_mismatch=allow_mismatch, workspace_mib=workspace_mib)
     timer.report(f"- verified {len(manifest.files)} files in {time.perf_counter() - start:.2f} s")
     with timer.stage("compile"):

@@ -53,7 +53,9 @@ def test_compile_refuses_another_gpu(fp16_bundle: Path, monkeypatch: pytest.Monk
 
     fake_tensorrt(monkeypatch, (8, 6), never)
     result = run("compile", str(fp16_bundle))
-    assert result.exit_code == 2 and "has 8.6" in result.stderr and "target jetson-orin has compute capability 8.7" in result.stderr, result.stderr
+    # the doctor's preflight refuses first, naming both compute capabilities and the fix
+    assert result.exit_code == 2 and "this GPU is sm_8.6" in result.stderr and "sm_8.7 (jetson-orin)" in result.stderr, result.stderr
+    assert "--allow-mismatch" in result.stderr, f"the fix is named: {result.stderr}"
     assert len(result.stderr.strip().splitlines()) == 1, f"one line: {result.stderr}"
     assert not (fp16_bundle / "model.plan").exists(), "no plan written"
 

@@ -18,10 +18,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+# one parser for each Jetson format, shared with edgeres doctor (its facts are the lower layer)
+from edgeres.doctor.facts import clocks_locked, parse_nvpmodel_query
+
 #: Distributions whose versions are recorded (absent ones are left out).
 LIBRARIES = ("edgeres", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "cuda-python", "pycuda")
-
-_GPU_DEVFREQ = re.compile(r"gpu|ga10b|gv11b|gp10b|gm20b|gb10b", re.IGNORECASE)
 
 
 def _read(path: Path) -> str | None:
@@ -61,15 +62,6 @@ def jetson_release(root: Path) -> str | None:
     return f"R{m.group(1)}.{m.group(2)}" if m else text.splitlines()[0]
 
 
-def parse_nvpmodel_query(text: str) -> dict[str, Any] | None:
-    """``nvpmodel -q`` output (``NV Power Mode: MAXN`` then the mode id) -> {name, id}."""
-    m = re.search(r"NV Power Mode:\s*(\S+)", text)
-    if not m:
-        return None
-    id_match = re.search(r"^\s*(\d+)\s*$", text[m.end():], re.MULTILINE)
-    return {"name": m.group(1), "id": int(id_match.group(1)) if id_match else None}
-
-
 def jetson_power_mode(root: Path) -> dict[str, Any] | None:
     """The nvpmodel power mode: ``nvpmodel -q`` when run on the device, else /var/lib/nvpmodel/status."""
     if str(root) == "/" and shutil.which("nvpmodel"):
@@ -83,28 +75,6 @@ def jetson_power_mode(root: Path) -> dict[str, Any] | None:
     status = _read(root / "var/lib/nvpmodel/status")
     m = re.search(r"pmode:(\d+)", status or "")
     return {"name": None, "id": int(m.group(1)), "source": "/var/lib/nvpmodel/status"} if m else None
-
-
-def clocks_locked(root: Path) -> dict[str, bool | None]:
-    """Whether CPU and GPU clocks are pinned (min frequency == max frequency, as ``jetson_clocks`` sets).
-
-    None where the frequency files are absent or unreadable.
-    """
-    cpu_pairs = []
-    for cpufreq in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
-        lo, hi = _read(cpufreq / "scaling_min_freq"), _read(cpufreq / "scaling_max_freq")
-        if lo and hi:
-            cpu_pairs.append(lo == hi)
-    gpu_pairs = []
-    for devfreq in sorted((root / "sys/class/devfreq").glob("*")):
-        if _GPU_DEVFREQ.search(devfreq.name):
-            lo, hi = _read(devfreq / "min_freq"), _read(devfreq / "max_freq")
-            if lo and hi:
-                gpu_pairs.append(lo == hi)
-    return {
-        "cpu": all(cpu_pairs) if cpu_pairs else None,
-        "gpu": all(gpu_pairs) if gpu_pairs else None,
-    }
 
 
 def nvidia_driver(root: Path) -> str | None:
@@ -131,6 +101,19 @@ def cuda_device(index: int = 0) -> dict[str, Any] | None:
     }
 
 
+def doctor_facts(root: Path, *, probe_python: bool = True) -> dict[str, Any] | None:
+    """``edgeres doctor``'s L4T, JetPack, TensorRT, power mode and clocks, with its power/clock warnings.
+
+    MLPerf's Jetson results are measured at MaxN with clocks pinned (mlcommons/ck
+    ``cm-mlops/challenge/optimize-mlperf-inference-v3.0-2023/docs/setup-nvidia-jetson-orin.md``:
+    NVIDIA's submitted ResNet-50 runs are "MaxN"); a run outside that is flagged.
+    """
+    from edgeres.doctor import collect_facts
+    from edgeres.doctor.report import bench_summary
+
+    return bench_summary(collect_facts(root, probe=None if probe_python else dict))
+
+
 def collect_environment(root: str | os.PathLike[str] = "/", *, probe_gpu: bool = True) -> dict[str, Any]:
     """Everything recorded with a result (see docs/bench_json.md, ``environment``)."""
     root = Path(root)
@@ -151,6 +134,7 @@ def collect_environment(root: str | os.PathLike[str] = "/", *, probe_gpu: bool =
         "nvidia_driver": nvidia_driver(root),
         "clocks_locked": clocks_locked(root),
         "jetson": None,
+        "doctor": doctor_facts(root, probe_python=probe_gpu),
     }
     if release is not None:
         env["jetson"] = {

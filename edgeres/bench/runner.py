@@ -167,6 +167,9 @@ def run_benchmark(
             raise BenchError(f"candidate and reference take different inputs: {shapes}; compare models of the same recipe")
         sample_shape = next(iter(shapes.values()))
         env = environment if environment is not None else collect_environment(sysfs_root)
+        if candidate.name == "tensorrt":  # a plan on the device: say what makes its numbers incomparable
+            for warning in (env.get("doctor") or {}).get("warnings", []):
+                say(f"warning: {warning}")
         on_jetson = env.get("jetson") is not None
         locked = env.get("clocks_locked", {}).get("gpu") if on_jetson else env.get("clocks_locked", {}).get("cpu")
         results = []

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "build": ("edgeres.cli.build", "build", "Build a TensorRT engine for a target, or a deploy bundle where none can be built."),
     "compile": ("edgeres.cli.compile", "compile_", "Verify a deploy bundle and compile its engine on this device."),
     "calibrate": ("edgeres.cli.calibrate", "calibrate", "INT8 calibration: Q/DQ ONNX, TensorRT calibration cache and accuracy report."),
+    "doctor": ("edgeres.cli.doctor", "doctor", "Check this device (L4T, TensorRT, GPU, DLA, clocks) against a bundle or plan, with fixes."),
 }
 
 EXIT_USAGE = 2
