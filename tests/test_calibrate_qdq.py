@@ -22,7 +22,7 @@ from edgeres.calibrate.qdq import (
 from edgeres.calibrate.stats import collect_statistics
 from edgeres.errors import CalibrationError
 from edgeres.evaluate import onnx_session, run_onnx, sqnr_db
-from tests.calib_fixtures import export_tiny_resnet, tiny_dataset
+from tests.calib_fixtures import export_resnet18, export_tiny_resnet, tiny_dataset
 
 
 @pytest.fixture(scope="module")
@@ -108,24 +108,8 @@ def _quantize_nodes(qdq):
 
 
 @pytest.fixture(scope="module")
-def resnet18():
-    """torchvision-layout ResNet-18, BN folded, at 64x64 (the graph is the same as at 224)."""
-    import torch
-
-    from edgeres.export import export_onnx
-    from edgeres.fold import fold_batchnorm
-    from edgeres.models import create_model
-
-    torch.manual_seed(0)
-    example = torch.randn(2, 3, 64, 64)
-    folded = fold_batchnorm(create_model("resnet18").eval(), example)
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "r18.onnx"
-        export_onnx(folded, path, (1, 3, 64, 64), check_inputs=example.numpy())
-        return onnx.load(str(path))
+def resnet18(tmp_path_factory):
+    return onnx.load(str(export_resnet18(tmp_path_factory.mktemp("r18") / "r18.onnx")))
 
 
 def _fake_scales(model):

@@ -14,20 +14,23 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from edgeres._io import write_bytes_atomic, write_text_atomic
 from edgeres.calibrate.budget import Budget, rank_by_sensitivity, search_exclusions
-from edgeres.calibrate.cache import calibration_cache_text, trt_version_code
+from edgeres.calibrate.cache import cache_scales, calibration_cache_text, trt_version_code
 from edgeres.calibrate.calibrators import CALIBRATORS, DEFAULT_METHOD, DEFAULT_PERCENTILE, compute_amax, scale_from_amax
 from edgeres.calibrate.qdq import qdq_model, qdq_summary, quantizable_layers, quantized_activations, weighted_nodes
+from edgeres.calibrate.qdq import unquantized_layers, weight_form_rule
 from edgeres.calibrate.report import LayerErrorAccumulator, format_table, json_safe, layer_macs
 from edgeres.calibrate.stats import check_input_shape, collect_statistics, observed_tensors, session_with_outputs
 from edgeres.errors import CalibrationError, DataError, OutputPathError
 
-QDQ_NAME = "model.qdq.onnx"
+QDQ_NAME = weight_form_rule("int8").file_name  # model.qdq.onnx: INT8 weights, TensorRT 10+
+QDQ_TRT8_NAME = weight_form_rule("fp32").file_name  # model.qdq.trt8.onnx: FP32 weights + Q/DQ, TensorRT 8.5/8.6
+DEFAULT_QDQ_FORMS = ("int8", "fp32")  # weight forms calibrate() writes (see edgeres.calibrate.qdq.WEIGHT_FORM_RULES)
 ORT_QDQ_NAME = "model.qdq.ort.onnx"  # same scales, onnxruntime placement: INT8 kernels on the CPU
 CACHE_NAME = "calib.cache"
 REPORT_NAME = "calib_report.json"
@@ -45,6 +48,7 @@ class CalibrationResult:
     excluded_layers: list[str]
     scales: dict[str, float]
     ort_qdq_path: Path | None = None
+    qdq_paths: dict[str, Path] = dataclasses.field(default_factory=dict)  # weight form -> Q/DQ file
 
     @property
     def table(self) -> str:
@@ -182,6 +186,8 @@ def calibrate(
     min_agreement: float | None = None,
     batch_size: int = 32,
     progress: bool = True,
+    qdq_forms: Sequence[str] = DEFAULT_QDQ_FORMS,
+    quantize_classifier: bool = False,
 ) -> CalibrationResult:
     """Calibrate a folded FP32 ONNX model for INT8 and write the Q/DQ model, cache and report.
 
@@ -189,7 +195,8 @@ def calibrate(
         model_onnx: folded FP32 ONNX (input NCHW, first output the logits).
         dataset: calibration samples (an :class:`edgeres.data.Dataset` or anything
             with ``batches(batch_size)``, ``labels`` and ``__len__``).
-        out_dir: folder for ``model.qdq.onnx`` (TensorRT placement), ``calib.cache``,
+        out_dir: folder for ``model.qdq.onnx`` (TensorRT placement), ``model.qdq.trt8.onnx`` (same, FP32
+            weights with Q/DQ for TensorRT 8.5/8.6), ``calib.cache`` (every tensor of the model),
             ``calib_report.json`` and ``model.qdq.ort.onnx`` (same scales, placed so
             onnxruntime's CPU provider runs INT8 kernels); created if its parent
             exists; ``model.onnx`` is never written here.
@@ -202,6 +209,9 @@ def calibrate(
         min_agreement: budget in percent of FP32/INT8 top-1 agreement (needs ``eval_dataset``).
         batch_size: samples per inference call; results do not depend on it.
         progress: show a progress bar on stderr while collecting statistics.
+        qdq_forms: weight forms of the Q/DQ model to write: ``"int8"`` (``model.qdq.onnx``, always
+            written) and ``"fp32"`` (``model.qdq.trt8.onnx``, for TensorRT 8.5/8.6).
+        quantize_classifier: quantize the final Gemm too (left unquantized by default, as ModelOpt does).
 
     Raises:
         CalibrationError, DataError, OutputPathError: bad arguments or data;
@@ -215,6 +225,7 @@ def calibrate(
             "--max-accuracy-drop needs labelled evaluation data, but the evaluation set has no labels "
             "(use an ImageFolder layout or an .npz with labels, or --min-agreement instead)"
         )
+    forms = [weight_form_rule(f).form for f in ("int8", *qdq_forms)]  # validates; int8 is model.qdq.onnx
     out_dir = _check_out_dir(Path(out_dir))
     model = _load_onnx(Path(model_onnx))
     if not weighted_nodes(model):
@@ -231,7 +242,7 @@ def calibrate(
     t = time.perf_counter()
     evaluated_on = "evaluation data" if eval_dataset is not None else "calibration data"
     evaluator = _Evaluator(model, eval_dataset if eval_dataset is not None else dataset, batch_size)
-    qdq = qdq_model(model, scales)
+    qdq = qdq_model(model, scales, quantize_classifier=quantize_classifier)
     metrics = evaluator.metrics(qdq)
     excluded: list[str] = []
     budget_report = None
@@ -239,16 +250,16 @@ def calibrate(
         kind, limit_text = budget.describe()
         budget_report = {"kind": kind, "limit": limit_text, "met": True, "excluded_layers": [], "sensitivity_db": [], "trail": []}
     elif budget.active:
-        layers = quantizable_layers(model)
+        layers = quantizable_layers(model, quantize_classifier=quantize_classifier)
         limit = min(RANK_SAMPLES, len(evaluator.reference))
         ranking = rank_by_sensitivity(
-            layers, lambda ex: evaluator.logits(qdq_model(model, scales, exclude=ex), limit), evaluator.reference[:limit]
+            layers, lambda ex: evaluator.logits(qdq_model(model, scales, exclude=ex, quantize_classifier=quantize_classifier), limit), evaluator.reference[:limit]
         )
         excluded, metrics, met, trail = search_exclusions(
-            [name for name, _ in ranking], lambda ex: evaluator.metrics(qdq_model(model, scales, exclude=ex)), budget, metrics
+            [name for name, _ in ranking], lambda ex: evaluator.metrics(qdq_model(model, scales, exclude=ex, quantize_classifier=quantize_classifier)), budget, metrics
         )
         if excluded:
-            qdq = qdq_model(model, scales, exclude=excluded)
+            qdq = qdq_model(model, scales, exclude=excluded, quantize_classifier=quantize_classifier)
         kind, limit_text = budget.describe()
         budget_report = {
             "kind": kind,
@@ -262,7 +273,8 @@ def calibrate(
 
     macs = layer_macs(model)
     layer_sqnr = _layer_sqnr(model, qdq, evaluator.dataset, batch_size, limit=min(RANK_SAMPLES, len(evaluator.reference)))
-    in_qdq = set(quantized_activations(model, excluded))
+    in_qdq = set(quantized_activations(model, excluded, quantize_classifier=quantize_classifier))
+    unquantized = set(unquantized_layers(model, excluded, quantize_classifier=quantize_classifier))
     tensors = [
         {
             "name": n,
@@ -281,7 +293,7 @@ def calibrate(
             "op": node.op_type,
             "macs": macs.get(node.name, 0),
             "sqnr_db": layer_sqnr[node.name],
-            "precision": "fp16/fp32" if node.name in excluded else "int8",
+            "precision": "fp16/fp32" if node.name in unquantized else "int8",
         }
         for node in weighted_nodes(model)
     ]
@@ -291,9 +303,15 @@ def calibrate(
         budget_report["excluded"] = [{"layer": n, "macs": macs.get(n, 0)} for n in excluded]
         budget_report["macs_left_at_higher_precision"] = left_macs
         budget_report["macs_left_pct"] = 100 * left_macs / total_macs if total_macs else 0.0
-    cache_text = calibration_cache_text(scales, trt_version)
+    cache_text = calibration_cache_text(cache_scales(model, scales, quantized_activations(
+        model, excluded, quantize_classifier=quantize_classifier)), trt_version)
     qdq_bytes = qdq.SerializeToString()
-    ort_bytes = qdq_model(model, scales, exclude=excluded, placement="onnxruntime").SerializeToString()
+    form_bytes = {
+        form: qdq_model(model, scales, exclude=excluded, weight_form=form, quantize_classifier=quantize_classifier).SerializeToString()
+        for form in dict.fromkeys(forms) if form != "int8"
+    }
+    ort_bytes = qdq_model(model, scales, exclude=excluded, placement="onnxruntime",
+                          quantize_classifier=quantize_classifier).SerializeToString()
     report = {
         "edgeres_calibration": 1,
         "method": method,
@@ -307,7 +325,9 @@ def calibrate(
         },
         "evaluated_on": evaluated_on,
         "model": metrics,
-        "qdq": {**qdq_summary(qdq), "placement": "tensorrt", "onnxruntime_variant": ORT_QDQ_NAME},
+        "qdq": {**qdq_summary(qdq), "placement": "tensorrt", "onnxruntime_variant": ORT_QDQ_NAME,
+                "weight_forms": {f: weight_form_rule(f).file_name for f in dict.fromkeys(forms)},
+                "classifier_quantized": quantize_classifier},
         "excluded_layers": excluded,
         "budget": budget_report,
         "total_macs": total_macs,
@@ -320,10 +340,12 @@ def calibrate(
 
     out_dir.mkdir(exist_ok=True)
     qdq_path = write_bytes_atomic(out_dir / QDQ_NAME, qdq_bytes)
+    qdq_paths = {"int8": qdq_path}
+    qdq_paths.update({f: write_bytes_atomic(out_dir / weight_form_rule(f).file_name, b) for f, b in form_bytes.items()})
     ort_path = write_bytes_atomic(out_dir / ORT_QDQ_NAME, ort_bytes)
     cache_path = write_text_atomic(out_dir / CACHE_NAME, cache_text)
     report_path = write_text_atomic(out_dir / REPORT_NAME, report_text)
-    return CalibrationResult(qdq_path, cache_path, report_path, {**report, "timing": timing}, excluded, scales, ort_path)
+    return CalibrationResult(qdq_path, cache_path, report_path, {**report, "timing": timing}, excluded, scales, ort_path, qdq_paths)
 
 
 def calibrate_model(
