@@ -9,6 +9,10 @@ at each end) so callers feed and read float32 as before.
 (ModelProto in, new ModelProto out); :func:`write_fp16_onnx` is the file edge.
 Scope: the ops of image classifiers (conv, pooling, elementwise, Gemm,
 shape ops, Q/DQ); a graph with any other op is refused rather than guessed at.
+
+Not verified here (no TensorRT): that TensorRT 11 builds these graphs; the
+positive-scale rule is checked against the 10.1 parser source (see
+:data:`FP16_SMALLEST_SUBNORMAL`) and with onnxruntime only.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """``calibrate``: FP32 ONNX + calibration data -> Q/DQ ONNX, TensorRT cache and report.
 
 One streaming statistics pass feeds both outputs: the Q/DQ model (explicit
-quantization, TensorRT 8.6 to 11 and onnxruntime) and the calibration cache
-(implicit INT8 and the DLA on TensorRT 8.5 to 10.x). Outputs are assembled in
+quantization and onnxruntime; ``model.qdq.onnx`` with INT8 weights for TensorRT
+10+, ``model.qdq.trt8.onnx`` with FP32 weights and Q/DQ for 8.5/8.6, see
+``edgeres.calibrate.qdq.WEIGHT_FORM_RULES``) and the calibration cache, which
+lists every tensor (implicit INT8 and the DLA on TensorRT 8.5 to 10.x). Outputs are assembled in
 memory and written atomically at the end: a failure leaves none of them.
 """
 
