@@ -246,6 +246,7 @@ def calibrate_model(
     min_agreement: float | None = None,
     batch_size: int = 32,
     progress: bool = True,
+    quantize_classifier: bool = False,
 ) -> "CalibrationResult":
     """Front end (``arch`` + ``weights``, or the reference model) -> ``out_dir/model.onnx`` -> :func:`calibrate`.
 
@@ -280,7 +281,7 @@ def calibrate_model(
         onnx_from_folded(made.folded, model_path, made.example)
         result = calibrate(model_path, dataset, out_dir, method=method, percentile=percentile, trt_version=trt_version,
                            eval_dataset=eval_dataset, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
-                           batch_size=batch_size, progress=progress)
+                           batch_size=batch_size, progress=progress, quantize_classifier=quantize_classifier)
         os.replace(model_path, out_dir / "model.onnx")
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -29,10 +29,12 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--from-cache", type=click.Path(dir_okay=False), default=None,
               help="Migrate: build OUT/model.qdq.onnx from this TensorRT calibration cache and --onnx (no calibration).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="FP32 ONNX model for --from-cache.")
+@click.option("--quantize-classifier", is_flag=True,
+              help="Quantize the final Gemm too (left at higher precision by default, as ModelOpt does).")
 def calibrate(arch: str | None, weights: str | None, calib_data: str | None, method: str, percentile: float,
               calib_size: int | None, eval_data: str | None, max_accuracy_drop: float | None,
               min_agreement: float | None, trt_version: str, batch_size: int, seed: int, out_dir: str, quiet: bool,
-              from_cache: str | None, onnx_path: str | None) -> None:
+              from_cache: str | None, onnx_path: str | None, quantize_classifier: bool) -> None:
     """Calibrate a model for INT8; with no arguments, the shipped reference model and data."""
     from pathlib import Path
 
@@ -44,7 +46,8 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
             raise CalibrationError("--from-cache and --onnx go together (a TensorRT cache and the FP32 ONNX it was made for)")
         from edgeres.calibrate.cache import qdq_file_from_cache
 
-        path = qdq_file_from_cache(onnx_path, from_cache, Path(out_dir) / "model.qdq.onnx")
+        path = qdq_file_from_cache(onnx_path, from_cache, Path(out_dir) / "model.qdq.onnx", warn=log,
+                                   quantize_classifier=quantize_classifier)
         click.echo(f"wrote {path} from {from_cache}")
         return
 
@@ -54,10 +57,11 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
             arch, weights, calib_data, out_dir, calib_size=calib_size, eval_source=eval_data, seed=seed,
             method=method, percentile=percentile, trt_version=trt_version, max_accuracy_drop=max_accuracy_drop,
             min_agreement=min_agreement, batch_size=batch_size, progress=not quiet,
+            quantize_classifier=quantize_classifier,
         )
     if not quiet:
         click.echo(result.table)
-    click.echo(f"wrote {result.qdq_path}, {result.cache_path}, {result.report_path}, {result.ort_qdq_path}")
+    click.echo(f"wrote {', '.join(str(p) for p in result.qdq_paths.values())}, {result.cache_path}, {result.report_path}, {result.ort_qdq_path}")
     budget = result.report.get("budget")
     if budget and not budget["met"]:
         m = result.report["model"]
