@@ -18,9 +18,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "cuda_python_signatures.json"
@@ -34,6 +36,16 @@ RELEASES: dict[str, tuple[str, ...]] = {
     "12.2.1": ("cuda-python==12.2.1",),
     "12.9.10": ("cuda-bindings==12.9.10", "cuda-pathfinder"),
     "13.4.4": ("cuda-bindings==13.4.4", "cuda-pathfinder"),
+}
+
+# Wheels this interpreter cannot import (another CPU or Python): their signatures are read from the
+# docstrings Cython embeds in the extension module ("cudaGraphInstantiate(graph, char *pLogBuffer, size_t
+# bufferSize)"); what each returns is taken from the named imported release of the same CUDA major.
+# 11.8.2 is the newest cuda-python with an aarch64 wheel for Python 3.8 (JetPack 5); 11.8.6/11.8.7 there
+# are meta packages whose cuda-bindings has no such wheel.
+FOREIGN: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "11.8.2-cp38-aarch64": ("cuda-python==11.8.2", ("--platform", "manylinux2014_aarch64", "--python-version", "38"),
+                            "11.8.3"),
 }
 
 FUNCTIONS = (
@@ -111,9 +123,46 @@ def record(version: str, requirements: tuple[str, ...], work: Path) -> dict:
     return {"wheels": wheel_names, **json.loads(out)}
 
 
+_EMBEDDED = re.compile(rb"\b(cuda[A-Za-z]+)\(([^()\n\x00]*)\)(?=[\n\x00])")
+
+
+def embedded_params(text: str) -> list[str]:
+    """``"graph, char *pLogBuffer, size_t bufferSize"`` -> ``["graph", "pLogBuffer", "bufferSize"]``."""
+    names = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        part = part.split(":")[0].split("=")[0].strip()  # "mode: cudaStreamCaptureMode" -> "mode"
+        names.append(re.split(r"[\s*]+", part)[-1])      # "unsigned long long flags" -> "flags"
+    return names
+
+
+def record_foreign(name: str, requirement: str, platform: tuple[str, ...], returns_from: dict, work: Path) -> dict:
+    wheels = work / f"wheels-{name}"
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", *platform,
+                    "-d", str(wheels), requirement], check=True)
+    (wheel,) = wheels.iterdir()
+    found: dict[str, list[str]] = {}
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.namelist():
+            if member.endswith(".so") and ("cudart" in member or "runtime" in member):
+                for fn, params in _EMBEDDED.findall(archive.read(member)):
+                    found.setdefault(fn.decode(), embedded_params(params.decode()))
+    functions = {}
+    for fn in FUNCTIONS:
+        if fn not in found:
+            functions[fn] = None
+            continue
+        known = returns_from["functions"].get(fn) or {"returns": []}
+        functions[fn] = {"params": found[fn], "returns": known["returns"], "doc": f"{fn}(...) (embedded docstring)"}
+    return {"wheels": [wheel.name], "module": returns_from["module"], "functions": functions,
+            "members": returns_from["members"], "read_from": "embedded docstrings",
+            "returns_and_members_from": returns_from["wheels"]}
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         releases = {v: record(v, reqs, Path(tmp)) for v, reqs in RELEASES.items()}
+        for name, (requirement, platform, like) in FOREIGN.items():
+            releases[name] = record_foreign(name, requirement, platform, releases[like], Path(tmp))
     data = {
         "format": "edgeres-cuda-python-signatures/1",
         "made_by": "python tests/tools/cuda_python_signatures.py (pip download of each wheel, imported without a GPU)",
