@@ -421,3 +421,21 @@ def test_installed_binding_matches_the_recorded_signatures():
         if real is not None:
             params = [p.name for p in inspect.signature(real).parameters.values()]
             assert params == spec["params"], f"{name}: installed {installed} has {params}, recorded {spec['params']}"
+
+
+def test_pyproject_cuda_extras_match_the_runtime_table():
+    """pyproject's cuda11/12/13 extras and the runtime's install hint name the same ranges; [tensorrt] forces none."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    from edgeres.runtime.cuda import CUDA_PYTHON_FOR_CUDA, INSTALL_CUDA_PYTHON
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    for major, requirement in CUDA_PYTHON_FOR_CUDA.items():
+        assert extras[f"cuda{major}"] == [requirement], f"extra cuda{major}: {extras.get(f'cuda{major}')}"
+        assert requirement in INSTALL_CUDA_PYTHON, f"install hint lacks {requirement}"
+    cuda_python = [r for r in extras["tensorrt"] if r.startswith("cuda-python")]
+    assert cuda_python == ["cuda-python>=11.8"], f"[tensorrt] must accept cuda-python 11.8 (JetPack 5): {cuda_python}"

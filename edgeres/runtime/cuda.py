@@ -33,6 +33,22 @@ from edgeres.runtime._errors import CudaError, CudaUnavailableError, EngineError
 
 _NO_DEVICE_ERRORS = {"cudaErrorNoDevice", "cudaErrorInsufficientDriver", "cudaErrorDevicesUnavailable"}
 
+# CUDA major of the device's driver -> the cuda-python that loads there (pyproject's cuda11/12/13 extras).
+# cuda-bindings 12.x needs a CUDA 12 driver (>= 525.60.13, its install page); 13.x a CUDA 13 one. JetPack 5:
+# CUDA 11.4, Python 3.8, where this range resolves to 11.8.2 (the newest 11.8 with an aarch64 cp38 wheel);
+# JetPack 6.0: CUDA 12.2, 6.1/6.2: CUDA 12.6 (dusty-nv/jetson-containers jetson_containers/l4t_version.py);
+# Jetson Thor / JetPack 7: CUDA 13. Not verified on a device.
+CUDA_PYTHON_FOR_CUDA: dict[int, str] = {
+    11: "cuda-python>=11.8,<12",
+    12: "cuda-python>=12.0,<13",
+    13: "cuda-python>=13.0,<14",
+}
+INSTALL_CUDA_PYTHON = (
+    "pip install the cuda-python of this device's CUDA: "
+    + "; ".join(f"CUDA {major}: '{req}'" for major, req in CUDA_PYTHON_FOR_CUDA.items())
+    + " (JetPack 5 is CUDA 11.4, JetPack 6 CUDA 12, Thor/JetPack 7 CUDA 13)"
+)
+
 
 @dataclasses.dataclass
 class HostBuffer:
@@ -232,8 +248,8 @@ class CudaPythonApi(CudaApi):
                 cudart = import_cudart()
             except ImportError as exc:
                 raise CudaUnavailableError(
-                    "cuda-python is not installed; expected `cuda.bindings` (pip install cuda-python) "
-                    "or pycuda for TensorRT engines"
+                    "cuda-python is not installed; expected `cuda.bindings` or pycuda for TensorRT engines "
+                    f"(pip install cuda-python: {INSTALL_CUDA_PYTHON})"
                 ) from exc
         self.rt = cudart
         self.device = int(device)
