@@ -353,6 +353,7 @@ def test_threads_infer_concurrently_on_each_version(tmp_path, onnx_bytes, versio
     errors: list[str] = []
     with Engine(versioned_plan(tmp_path, onnx_bytes, version, recorded), _trt=trt, _cuda=cuda) as e:
         barrier = threading.Barrier(THREADS)
+        all_ran_once = threading.Barrier(THREADS)  # every thread alive with a context: none can be handed on
 
         def work(t: int) -> None:
             try:
@@ -361,6 +362,8 @@ def test_threads_infer_concurrently_on_each_version(tmp_path, onnx_bytes, versio
                     out = e.infer(inputs[t]) if k % 2 else e.infer_async(inputs[t]).result()
                     if not np.allclose(out, expected[t], rtol=1e-6, atol=1e-6):
                         errors.append(f"thread {t} run {k}: wrong output")
+                    if k == 0:
+                        all_ran_once.wait(timeout=60)
             except Exception as exc:  # reported below
                 errors.append(f"thread {t}: {type(exc).__name__}: {exc}")
 
