@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "build": ("edgeres.cli.build", "build", "Build a TensorRT engine for a target, or a deploy bundle where none can be built."),
     "compile": ("edgeres.cli.compile", "compile_", "Verify a deploy bundle and compile its engine on this device."),
     "calibrate": ("edgeres.cli.calibrate", "calibrate", "INT8 calibration: Q/DQ ONNX, TensorRT calibration cache and accuracy report."),
+    "serve": ("edgeres.cli.serve", "serve", "Serve a bundle or engine on a Triton Inference Server (PyTriton), dynamically batched."),
+    "config": ("edgeres.cli.config", "config", "Write Triton, DeepStream or Isaac ROS configs from a bundle's own facts."),
 }
 
 EXIT_USAGE = 2

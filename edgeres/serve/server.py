@@ -45,7 +45,7 @@ import sysconfig
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -343,6 +343,8 @@ class ModelServer:
             http_address=o.address, grpc_address=o.address, metrics_address=o.address,
             http_port=o.http_port, grpc_port=o.grpc_port, metrics_port=o.metrics_port,
             allow_metrics=True, exit_timeout_secs=5, log_verbose=1 if o.verbose else 0,
+            # quiet by default: tritonserver's log goes to a file (its tail is shown if start-up fails)
+            log_file=None if o.verbose else self._log_path(),
         )
         triton = Triton(
             config=config, workspace=Path(self._workspace.name) / "pytriton",
@@ -378,11 +380,17 @@ class ModelServer:
 
         return infer
 
+    def _log_path(self) -> Path:
+        assert self._workspace is not None
+        return Path(self._workspace.name) / "tritonserver.log"
+
     def _server_log_tail(self, lines: int = 15) -> str:
-        triton = self._triton or getattr(self, "_pending", None)
+        triton = self._triton or self._pending
         server = getattr(triton, "_triton_server", None)
         try:
             text = server.logs() if server is not None else ""
+            if self._workspace is not None and self._log_path().is_file():
+                text += self._log_path().read_text(encoding="utf-8", errors="replace")
         except Exception:  # best effort: a log is a hint, never a second failure
             text = ""
         tail = [ln for ln in text.splitlines() if ln.strip()][-lines:]
@@ -395,7 +403,7 @@ class ModelServer:
             self._cleanup()
 
     def _cleanup(self) -> None:
-        triton, self._triton = self._triton or getattr(self, "_pending", None), None
+        triton, self._triton = self._triton or self._pending, None
         self._pending = None
         if triton is not None:
             try:
@@ -447,13 +455,18 @@ class ModelServer:
                 return False
         return True
 
-    def serve_forever(self) -> bool:
-        """Start, serve until SIGINT or SIGTERM, stop. Returns True on a requested stop."""
+    def serve_forever(self, on_ready: Callable[[], None] | None = None) -> bool:
+        """Start, call ``on_ready``, serve until SIGINT or SIGTERM, stop. Returns True on a requested stop.
+
+        Must run on the main thread (Python delivers signals there).
+        """
         previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
         for s in STOP_SIGNALS:
             signal.signal(s, lambda *_: self._stop_event.set())
         try:
             self.start()
+            if on_ready is not None:
+                on_ready()
             return self.wait()
         finally:
             self.stop()
