@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from edgeres.deploy.facts import preferred_batch_sizes
 from edgeres.errors import ServeError
 
 INSTALL_HINT = (
@@ -188,11 +189,6 @@ def engine_for_serving(source: str | os.PathLike[str], prefer: str = "auto") -> 
     if not path.exists():
         raise ServeError(f"{path} does not exist; expected a bundle folder (edgeres build) or a .plan/.onnx file")
     return open_engine(path, prefer=prefer)
-
-
-def preferred_batch_sizes(opt_batch: int, max_batch: int) -> tuple[int, ...]:
-    """Batch sizes the dynamic batcher aims for: the profile's optimum and the maximum, inside 2..max."""
-    return tuple(sorted({b for b in (opt_batch, max_batch) if 2 <= b <= max_batch}))
 
 
 def serving_spec_from_engine(engine: Any, max_batch: int | None = None) -> ServingSpec:
