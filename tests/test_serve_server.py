@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from edgeres.cli import cli
 from edgeres.errors import ServeError
 from edgeres.serve import server as srv
+from tests.deploy_fixtures import Bundles, deploy_bundles  # noqa: F401  (fixture)
 
 HAVE_SERVE = srv.pytriton_available() and all(
     __import__("importlib").util.find_spec(m) is not None for m in ("tritonclient.http", "tritonclient.grpc")
@@ -56,13 +57,9 @@ def port_open(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundle(deploy_bundles: Bundles) -> Path:
     """The reference model as an FP32 bundle with batch range 1..8 (opt 4)."""
-    out = tmp_path_factory.mktemp("serve") / "bundle"
-    result = CliRunner().invoke(cli, ["build", "--target", "jetson-orin", "--precision", "fp32", "--batch", "4",
-                                      "--max-batch", str(MAX_BATCH), "-o", str(out)])
-    assert result.exit_code == 0, f"edgeres build failed: {result.output}"
-    return out
+    return deploy_bundles["ref_fp32"]
 
 
 @pytest.fixture(scope="module")
