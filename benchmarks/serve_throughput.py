@@ -7,16 +7,16 @@ FP32 bundles with a 1..32 batch profile on onnxruntime CPU:
   * served: ``edgeres serve BUNDLE`` runs as its own process on loopback ports; C client threads
     (one gRPC ``tritonclient`` each) send batch-1 requests; Triton batches them dynamically.
 
-at concurrency C = 1, 8 and 32, alternated in rounds (direct, served, direct, served, ...). Each
+at concurrency C = 1, 8 and 32, alternated in rounds (direct then served, served then direct, ...). Each
 measurement sends a bounded number of requests and stops early at a time limit. Reported per C:
-median throughput (inferences/s) of each side, median per-round ratio served/direct, p50/p99
+median throughput (inferences/s) of each side, median per-round ratio served/direct (its spread too), p50/p99
 latency of each side (all rounds pooled), and the overhead 1 - served/direct. The target is an
 overhead under 15% at C = 8.
 
 Loopback only; the server is stopped (SIGTERM) in a ``finally``. TensorRT is not measured (no GPU).
 
 Usage:
-    python benchmarks/serve_throughput.py [--rounds 3] [--models reference,resnet50]
+    python benchmarks/serve_throughput.py [--rounds 5] [--models reference,resnet50]
         [--json benchmarks/results/serve_throughput.json] [--txt benchmarks/results/serve_throughput.txt]
 """
 
@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 8, 32)
 MAX_BATCH = 32
 # per model: requests per measurement at each concurrency, and a time limit per measurement (s)
-BUDGET = {"reference": {"requests": 600, "seconds": 15.0}, "resnet50": {"requests": 64, "seconds": 25.0}}
+BUDGET = {"reference": {"requests": 400, "seconds": 10.0}, "resnet50": {"requests": 32, "seconds": 15.0}}
 BUILD_ARGS = {
     "reference": ["--precision", "fp32"],
     "resnet50": ["--arch", "resnet50", "--precision", "fp32"],
@@ -192,9 +192,10 @@ def bench_model(model: str, rounds: int, work: Path) -> dict[str, Any]:
                 run_load(direct, x, c, warm, 10)
                 run_load(served, x, c, warm, 10)
                 d_runs, s_runs = [], []
-                for _ in range(rounds):
-                    d_runs.append(run_load(direct, x, c, budget["requests"], budget["seconds"]))
-                    s_runs.append(run_load(served, x, c, budget["requests"], budget["seconds"]))
+                for i in range(rounds):  # A B, B A, A B, ...: neither side always runs first
+                    sides = [(d_runs, direct), (s_runs, served)]
+                    for runs, caller in (sides if i % 2 == 0 else sides[::-1]):
+                        runs.append(run_load(caller, x, c, budget["requests"], budget["seconds"]))
                 d_lat = [v for r in d_runs for v in r["latencies_ms"]]
                 s_lat = [v for r in s_runs for v in r["latencies_ms"]]
                 ratio = statistics.median(s["throughput"] / d["throughput"] for d, s in zip(d_runs, s_runs))
@@ -206,6 +207,7 @@ def bench_model(model: str, rounds: int, work: Path) -> dict[str, Any]:
                     "overhead": 1 - ratio,
                     "direct_p50_ms": pct(d_lat, 50), "direct_p99_ms": pct(d_lat, 99),
                     "served_p50_ms": pct(s_lat, 50), "served_p99_ms": pct(s_lat, 99),
+                    "round_ratios": [s["throughput"] / d["throughput"] for d, s in zip(d_runs, s_runs)],
                     "requests_per_round": [r["done"] for r in s_runs],
                     "errors": [e for r in d_runs + s_runs for e in r["errors"]],
                 }
@@ -224,16 +226,17 @@ def report_text(result: dict[str, Any]) -> str:
         f"machine: {result['environment']['cpu_count']} CPU cores, {result['environment']['platform']}; "
         f"load average at start {result['environment']['loadavg_start']}, end {result['environment']['loadavg_end']}",
         "NOTE: " + result["note"],
-        f"rounds {result['rounds']} (alternated direct/served); throughput = median of rounds; latency pooled",
+        f"rounds {result['rounds']} (alternated direct/served, order swapped each round); throughput = median of rounds; overhead = 1 - median of per-round ratios; latency pooled",
         "",
         f"{'model':<10} {'C':>3} {'direct/s':>9} {'served/s':>9} {'overhead':>9} {'d p50':>7} {'d p99':>7} "
-        f"{'s p50':>7} {'s p99':>7}  (ms)",
+        f"{'s p50':>7} {'s p99':>7}  (ms)  per-round served/direct",
     ]
     for m in result["models"]:
         for r in m["rows"]:
             lines.append(f"{m['model']:<10} {r['concurrency']:>3} {r['direct_inf_per_s']:>9.1f} {r['served_inf_per_s']:>9.1f} "
                          f"{r['overhead'] * 100:>8.1f}% {r['direct_p50_ms']:>7.2f} {r['direct_p99_ms']:>7.2f} "
-                         f"{r['served_p50_ms']:>7.2f} {r['served_p99_ms']:>7.2f}")
+                         f"{r['served_p50_ms']:>7.2f} {r['served_p99_ms']:>7.2f}        "
+                         f"{min(r['round_ratios']):.2f}..{max(r['round_ratios']):.2f}")
     lines += ["", f"target: overhead at C=8 under {TARGET_OVERHEAD_C8 * 100:.0f}%: " + ", ".join(
         f"{m['model']} {'met' if r['overhead'] < TARGET_OVERHEAD_C8 else 'NOT met'} ({r['overhead'] * 100:.1f}%)"
         for m in result["models"] for r in m["rows"] if r["concurrency"] == 8)]
@@ -242,7 +245,7 @@ def report_text(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--models", default="reference,resnet50")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--txt", type=Path, default=None)

@@ -96,3 +96,9 @@ def test_pbtxt_writer_escapes_and_nests() -> None:
     text = triton.pbtxt({"name": 'a"b', "flag": True, "dims": [1, 2], "sub": {"x": 1}, "list": [{"y": 2}, {"y": 3}]})
     assert 'name: "a\\"b"' in text and "flag: true" in text and "dims: [ 1, 2 ]" in text, f"scalars: {text}"
     assert text.count("{") == text.count("}") == 3, f"nested messages balanced: {text}"
+
+
+def test_cli_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["config", "triton", str(tmp_path), "-o", str(tmp_path / "repo")])
+    assert result.exit_code == 2 and "no manifest.json" in result.stderr, f"one-line error: {result.stderr}"
+    assert "Traceback" not in result.stderr and not (tmp_path / "repo").exists(), "nothing written"

@@ -124,6 +124,25 @@ def test_serving_spec_from_engine(engine: Any, bundle: Path) -> None:
         srv.serving_spec_from_engine(engine, MAX_BATCH + 1)
 
 
+def test_a_model_file_without_manifest_needs_max_batch(bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from edgeres.runtime import Engine
+
+    shutil.copyfile(bundle / "model.onnx", tmp_path / "model.onnx")
+    with Engine(tmp_path / "model.onnx") as lone:
+        with pytest.raises(ServeError, match="pass --max-batch"):
+            srv.serving_spec_from_engine(lone)
+        spec = srv.serving_spec_from_engine(lone, 16)
+    assert spec.max_batch == 16 and json.loads(spec.metadata["edgeres_recipe"]) is None, f"no manifest, no recipe: {spec}"
+
+
+def test_record_metadata_survives_another_pytriton(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        srv.record_metadata(object(), "m", {"edgeres_recipe": "{}"})
+    assert "not recorded" in caplog.text, f"a warning, not a crash: {caplog.text}"
+
+
 def test_options_are_checked() -> None:
     for bad, pattern in [(dict(http_port=0), "1..65535"), (dict(http_port=9000, grpc_port=9000), "must differ"),
                          (dict(instances=0), "instances"), (dict(max_queue_delay_us=-1), "queue-delay")]:
