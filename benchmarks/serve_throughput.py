@@ -4,10 +4,11 @@ For each model (the shipped reference ResNet-20 1x28x28, and a seeded random Res
 FP32 bundles with a 1..32 batch profile on onnxruntime CPU:
 
   * direct: C threads in this process call ``Engine.infer`` on batch-1 inputs (one shared engine);
-  * served: ``edgeres serve BUNDLE`` runs as its own process on loopback ports; C client threads
-    (one gRPC ``tritonclient`` each) send batch-1 requests; Triton batches them dynamically.
+  * served: ``edgeres serve BUNDLE --instances K`` (K = 1 and 2 by default, one server each) runs as
+    its own process on loopback ports; C client threads (one gRPC ``tritonclient`` each) send
+    batch-1 requests; Triton batches them dynamically.
 
-at concurrency C = 1, 8 and 32, alternated in rounds (direct then served, served then direct, ...). Each
+at concurrency C = 1, 8 and 32, measured in turn in rounds (the order rotated each round). Each
 measurement sends a bounded number of requests and stops early at a time limit. Reported per C:
 median throughput (inferences/s) of each side, median per-round ratio served/direct (its spread too), p50/p99
 latency of each side (all rounds pooled), and the overhead 1 - served/direct. The target is an
@@ -16,7 +17,7 @@ overhead under 15% at C = 8.
 Loopback only; the server is stopped (SIGTERM) in a ``finally``. TensorRT is not measured (no GPU).
 
 Usage:
-    python benchmarks/serve_throughput.py [--rounds 5] [--models reference,resnet50]
+    python benchmarks/serve_throughput.py [--rounds 5] [--models reference,resnet50] [--instances 1,2]
         [--json benchmarks/results/serve_throughput.json] [--txt benchmarks/results/serve_throughput.txt]
 """
 
@@ -74,9 +75,10 @@ def free_ports(n: int = 3) -> list[int]:
             s.close()
 
 
-def start_server(bundle: Path, ports: list[int]) -> subprocess.Popen[bytes]:
+def start_server(bundle: Path, ports: list[int], instances: int = 1) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-c", "from edgeres.cli import main; main()", "serve", str(bundle),
-           "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])]
+           "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
+           "--instances", str(instances)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     import tritonclient.grpc as grpcclient
 
@@ -173,49 +175,56 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def bench_model(model: str, rounds: int, work: Path) -> dict[str, Any]:
+def bench_model(model: str, rounds: int, work: Path, instances: tuple[int, ...] = (1,)) -> dict[str, Any]:
+    """Direct and served (one server per instance count) at each concurrency, order rotated each round."""
     from edgeres.runtime import open_engine
 
     bundle = build_bundle(model, work / model)
     budget = BUDGET[model]
-    ports = free_ports()
-    server = start_server(bundle, ports)
+    servers: dict[int, tuple[subprocess.Popen[bytes], list[int]]] = {}
     rows = []
     try:
+        for k in instances:
+            ports = free_ports()
+            servers[k] = (start_server(bundle, ports, k), ports)
         with open_engine(bundle) as engine:
             x = np.random.default_rng(0).standard_normal(engine.sample_shape(batch=1)).astype(np.float32)
-            direct = direct_caller(engine)
-            served = served_caller(ports[1], engine.inputs[0].name, engine.outputs[0].name)
-            np.testing.assert_allclose(served()(x), engine.infer(x), rtol=1e-5, atol=1e-5)  # same answers
+            callers = {"direct": direct_caller(engine)}
+            for k, (_proc, ports) in servers.items():
+                callers[f"served_i{k}"] = served_caller(ports[1], engine.inputs[0].name, engine.outputs[0].name)
+                np.testing.assert_allclose(callers[f"served_i{k}"]()(x), engine.infer(x), rtol=1e-5, atol=1e-5)
+            names = list(callers)
             for c in CONCURRENCY:
-                warm = max(c, 8)
-                run_load(direct, x, c, warm, 10)
-                run_load(served, x, c, warm, 10)
-                d_runs, s_runs = [], []
-                for i in range(rounds):  # A B, B A, A B, ...: neither side always runs first
-                    sides = [(d_runs, direct), (s_runs, served)]
-                    for runs, caller in (sides if i % 2 == 0 else sides[::-1]):
-                        runs.append(run_load(caller, x, c, budget["requests"], budget["seconds"]))
+                for name in names:
+                    run_load(callers[name], x, c, max(c, 8), 10)  # warm-up
+                runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+                for i in range(rounds):  # rotate the order so no side always runs first
+                    for name in names[i % len(names):] + names[:i % len(names)]:
+                        runs[name].append(run_load(callers[name], x, c, budget["requests"], budget["seconds"]))
+                d_runs = runs["direct"]
                 d_lat = [v for r in d_runs for v in r["latencies_ms"]]
-                s_lat = [v for r in s_runs for v in r["latencies_ms"]]
-                ratio = statistics.median(s["throughput"] / d["throughput"] for d, s in zip(d_runs, s_runs))
-                row = {
-                    "concurrency": c,
-                    "direct_inf_per_s": statistics.median(r["throughput"] for r in d_runs),
-                    "served_inf_per_s": statistics.median(r["throughput"] for r in s_runs),
-                    "ratio_served_over_direct": ratio,
-                    "overhead": 1 - ratio,
-                    "direct_p50_ms": pct(d_lat, 50), "direct_p99_ms": pct(d_lat, 99),
-                    "served_p50_ms": pct(s_lat, 50), "served_p99_ms": pct(s_lat, 99),
-                    "round_ratios": [s["throughput"] / d["throughput"] for d, s in zip(d_runs, s_runs)],
-                    "requests_per_round": [r["done"] for r in s_runs],
-                    "errors": [e for r in d_runs + s_runs for e in r["errors"]],
-                }
-                rows.append(row)
-                print(f"  {model} C={c}: direct {row['direct_inf_per_s']:.1f}/s, served {row['served_inf_per_s']:.1f}/s, "
-                      f"overhead {row['overhead'] * 100:+.1f}%", flush=True)
+                for k in servers:
+                    s_runs = runs[f"served_i{k}"]
+                    s_lat = [v for r in s_runs for v in r["latencies_ms"]]
+                    ratios = [s["throughput"] / d["throughput"] for d, s in zip(d_runs, s_runs)]
+                    row = {
+                        "concurrency": c, "instances": k,
+                        "direct_inf_per_s": statistics.median(r["throughput"] for r in d_runs),
+                        "served_inf_per_s": statistics.median(r["throughput"] for r in s_runs),
+                        "ratio_served_over_direct": statistics.median(ratios),
+                        "overhead": 1 - statistics.median(ratios),
+                        "direct_p50_ms": pct(d_lat, 50), "direct_p99_ms": pct(d_lat, 99),
+                        "served_p50_ms": pct(s_lat, 50), "served_p99_ms": pct(s_lat, 99),
+                        "round_ratios": ratios,
+                        "requests_per_round": [r["done"] for r in s_runs],
+                        "errors": [e for r in d_runs + s_runs for e in r["errors"]],
+                    }
+                    rows.append(row)
+                    print(f"  {model} C={c} instances={k}: direct {row['direct_inf_per_s']:.1f}/s, "
+                          f"served {row['served_inf_per_s']:.1f}/s, overhead {row['overhead'] * 100:+.1f}%", flush=True)
     finally:
-        stop_server(server)
+        for proc, _ports in servers.values():
+            stop_server(proc)
     return {"model": model, "input_shape": list(json.loads((bundle / "manifest.json").read_text())["input_shape"]),
             "batch_profile": [1, 8, MAX_BATCH], "rows": rows}
 
@@ -226,19 +235,20 @@ def report_text(result: dict[str, Any]) -> str:
         f"machine: {result['environment']['cpu_count']} CPU cores, {result['environment']['platform']}; "
         f"load average at start {result['environment']['loadavg_start']}, end {result['environment']['loadavg_end']}",
         "NOTE: " + result["note"],
-        f"rounds {result['rounds']} (alternated direct/served, order swapped each round); throughput = median of rounds; overhead = 1 - median of per-round ratios; latency pooled",
+        f"server instances {result['instances']} (one server each, all up during the run); rounds {result['rounds']} (direct and each server measured in turn, order rotated each round); throughput = median of rounds; overhead = 1 - median of per-round ratios; latency pooled",
         "",
-        f"{'model':<10} {'C':>3} {'direct/s':>9} {'served/s':>9} {'overhead':>9} {'d p50':>7} {'d p99':>7} "
+        f"{'model':<10} {'C':>3} {'inst':>4} {'direct/s':>9} {'served/s':>9} {'overhead':>9} {'d p50':>7} {'d p99':>7} "
         f"{'s p50':>7} {'s p99':>7}  (ms)  per-round served/direct",
     ]
     for m in result["models"]:
         for r in m["rows"]:
-            lines.append(f"{m['model']:<10} {r['concurrency']:>3} {r['direct_inf_per_s']:>9.1f} {r['served_inf_per_s']:>9.1f} "
+            lines.append(f"{m['model']:<10} {r['concurrency']:>3} {r['instances']:>4} {r['direct_inf_per_s']:>9.1f} {r['served_inf_per_s']:>9.1f} "
                          f"{r['overhead'] * 100:>8.1f}% {r['direct_p50_ms']:>7.2f} {r['direct_p99_ms']:>7.2f} "
                          f"{r['served_p50_ms']:>7.2f} {r['served_p99_ms']:>7.2f}        "
                          f"{min(r['round_ratios']):.2f}..{max(r['round_ratios']):.2f}")
     lines += ["", f"target: overhead at C=8 under {TARGET_OVERHEAD_C8 * 100:.0f}%: " + ", ".join(
-        f"{m['model']} {'met' if r['overhead'] < TARGET_OVERHEAD_C8 else 'NOT met'} ({r['overhead'] * 100:.1f}%)"
+        f"{m['model']} --instances {r['instances']} {'met' if r['overhead'] < TARGET_OVERHEAD_C8 else 'NOT met'} "
+        f"({r['overhead'] * 100:.1f}%)"
         for m in result["models"] for r in m["rows"] if r["concurrency"] == 8)]
     return "\n".join(lines) + "\n"
 
@@ -247,11 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--models", default="reference,resnet50")
+    parser.add_argument("--instances", default="1,2", help="edgeres serve --instances values to measure (comma list)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--txt", type=Path, default=None)
     parser.add_argument("--note", default="the 2-core CPU was shared with other jobs during this run; "
                                           "absolute numbers are noisy, compare the ratios within one run")
     args = parser.parse_args(argv)
+    instances = tuple(int(k) for k in args.instances.split(","))
     import onnxruntime
     import pytriton  # noqa: F401  (fails early with an ImportError if the serve extra is missing)
 
@@ -261,9 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="edgeres-serve-bench-") as tmp:
         for model in args.models.split(","):
             print(f"{model}:", flush=True)
-            models.append(bench_model(model, args.rounds, Path(tmp)))
+            models.append(bench_model(model, args.rounds, Path(tmp), instances))
     env["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
-    result = {"benchmark": "serve_throughput", "rounds": args.rounds, "note": args.note, "environment": env,
+    result = {"benchmark": "serve_throughput", "rounds": args.rounds, "instances": list(instances), "note": args.note, "environment": env,
               "concurrency": list(CONCURRENCY), "budget": BUDGET, "models": models}
     text = report_text(result)
     print(text)

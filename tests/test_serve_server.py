@@ -137,6 +137,19 @@ def test_a_model_file_without_manifest_needs_max_batch(bundle: Path, tmp_path: P
     assert spec.max_batch == 16 and json.loads(spec.metadata["edgeres_recipe"]) is None, f"no manifest, no recipe: {spec}"
 
 
+def test_a_busy_port_is_refused_at_once(engine: Any) -> None:
+    if not HAVE_SERVE:
+        pytest.skip("needs PyTriton to create a server")
+    http, grpc, metrics = free_ports()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", grpc))
+        busy.listen()
+        server = srv.ModelServer(engine, srv.ServeOptions(http_port=http, grpc_port=grpc, metrics_port=metrics))
+        with pytest.raises(ServeError, match=f"--grpc-port {grpc} on 127.0.0.1 is not free"):
+            server.start()
+    assert not server.running and not engine.closed, "nothing started, the caller's engine still open"
+
+
 def test_record_metadata_survives_another_pytriton(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING"):
         srv.record_metadata(object(), "m", {"edgeres_recipe": "{}"})

@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sysconfig
 import tempfile
 import threading
@@ -314,6 +315,8 @@ class ModelServer:
         with self._lock:
             if self._triton is not None:
                 return self
+            self._stop_event.clear()
+            check_ports_free(self.options.address, self.options)
             try:
                 self._triton = self._start_triton()
             except ServeError:
@@ -474,6 +477,22 @@ class ModelServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def check_ports_free(address: str, options: ServeOptions) -> None:
+    """Refuse ports something already listens on, at once (tritonserver would exit and PyTriton wait)."""
+    for name, port in (("http", options.http_port), ("grpc", options.grpc_port), ("metrics", options.metrics_port)):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # as servers bind: a port whose old connections linger in TIME_WAIT counts as free, a listener does not
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((address, int(port)))
+            except OSError as exc:
+                raise ServeError(
+                    f"--{name}-port {port} on {address} is not free ({exc.strerror or exc}); "
+                    f"stop what uses it or pass another --{name}-port"
+                ) from exc
 
 
 def record_metadata(triton: Any, model_name: str, metadata: Mapping[str, str]) -> None:
