@@ -70,3 +70,11 @@ class EngineError(EdgeresError):
 
 class BenchError(EdgeresError):
     """Benchmark misconfiguration."""
+
+
+class ServeError(EdgeresError):
+    """``edgeres serve``: PyTriton missing, bad serving options, or a server that did not come up."""
+
+
+class DeployConfigError(EdgeresError):
+    """A Triton, DeepStream or Isaac ROS config that cannot be generated from a bundle's facts."""

@@ -163,10 +163,10 @@ LAYERS: dict[str, int] = {
     "edgeres.reference": 2, "edgeres.data": 2, "edgeres.evaluate": 2, "edgeres.precision": 2,
     # 3: INT8 calibration (ONNX + data only), target profiles, trtexec command lines, bundles
     "edgeres.calibrate": 3, "edgeres.targets": 3, "edgeres.trtexec": 3, "edgeres.bundle": 3,
-    # 4: the model-to-ONNX front end, the TensorRT adapter
-    "edgeres.pipeline": 4, "edgeres.trt": 4,
-    # 5: the device preflight
-    "edgeres.doctor": 5,
+    # 4: the model-to-ONNX front end, the TensorRT adapter, deployment configs from a bundle's facts
+    "edgeres.pipeline": 4, "edgeres.trt": 4, "edgeres.deploy": 4,
+    # 5: the device preflight, serving
+    "edgeres.doctor": 5, "edgeres.serve": 5,
     # 6: the on-device build
     "edgeres.device_build": 6,
     # 7: host-side build, benchmarks

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compile": ("edgeres.cli.compile", "compile_", "Verify a deploy bundle and compile its engine on this device."),
     "calibrate": ("edgeres.cli.calibrate", "calibrate", "INT8 calibration: Q/DQ ONNX, TensorRT calibration cache and accuracy report."),
     "doctor": ("edgeres.cli.doctor", "doctor", "Check this device (L4T, TensorRT, GPU, DLA, clocks) against a bundle or plan, with fixes."),
+    "serve": ("edgeres.cli.serve", "serve", "Serve a bundle or engine on a Triton Inference Server (PyTriton), dynamically batched."),
+    "config": ("edgeres.cli.config", "config", "Write Triton, DeepStream or Isaac ROS configs from a bundle's own facts."),
 }
 
 EXIT_USAGE = 2
