@@ -119,6 +119,17 @@ def test_cli_migrates_a_cache(model_path, tmp_path) -> None:
     ok = runner.invoke(cli, ["calibrate", "--from-cache", str(result.cache_path), "--onnx", str(model_path), "-o", str(out)])
     assert ok.exit_code == 0, ok.output
     assert (out / "model.qdq.onnx").read_bytes() == result.qdq_path.read_bytes(), "cache -> Q/DQ must reproduce calibrate()'s model"
+    import onnx
+
+    def gemm_reads_dq(path) -> bool:
+        model = onnx.load(str(path))
+        dq = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+        return all(i in dq for i in next(n for n in model.graph.node if n.op_type == "Gemm").input[:2])
+
+    assert not gemm_reads_dq(out / "model.qdq.onnx"), "the classifier stays unquantized by default"
+    qc = runner.invoke(cli, ["calibrate", "--from-cache", str(result.cache_path), "--onnx", str(model_path),
+                             "--quantize-classifier", "-o", str(tmp_path / "qc")])
+    assert qc.exit_code == 0 and gemm_reads_dq(tmp_path / "qc" / "model.qdq.onnx"), f"--quantize-classifier quantizes the Gemm: {qc.output}"
     bad = tmp_path / "bad.cache"
     bad.write_text("TRT-8502-EntropyCalibration2\nnot a line\n")
     fail = runner.invoke(cli, ["calibrate", "--from-cache", str(bad), "--onnx", str(model_path), "-o", str(tmp_path / "none")])

@@ -74,6 +74,10 @@ class WeightFormRule:
 
 
 # The rule table (item 1 of issue 10). Both files carry the same scales and dequantize to the same weights.
+# File names: model.qdq.onnx keeps the INT8-weight form because that name already means "the Q/DQ model
+# for TensorRT 10/11" everywhere (bundles, compile, the FP16 rewrite for 11.x, --from-cache), its weights
+# are the exact INT8 values edgeres evaluated, and it is a quarter of the size; the FP32-weight form is the
+# addition, named for the TensorRT major that needs it (model.qdq.trt8.onnx).
 WEIGHT_FORM_RULES: tuple[WeightFormRule, ...] = (
     WeightFormRule(
         form="fp32",
