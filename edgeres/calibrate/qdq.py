@@ -50,6 +50,7 @@ import numpy as np
 
 from edgeres.calibrate.calibrators import quantize_weight, weight_scales
 from edgeres.errors import CalibrationError
+from edgeres.tensorrt_version import parse_version
 
 QUANTIZED_OPS = ("Conv", "Gemm")
 POOLING_OPS = ("GlobalAveragePool",)  # inputs quantized: pooling does not commute with Q/DQ
@@ -119,18 +120,9 @@ def weight_form_rule(form: str) -> WeightFormRule:
     raise CalibrationError(f"Q/DQ weight form must be one of {', '.join(WEIGHT_FORMS)}, received {form!r}")
 
 
-def _major_minor(version: str) -> tuple[int, int]:
-    # local parse until the shared TensorRT-version module lands (cache.trt_version_code refuses 11.x)
-    try:
-        parts = [int(p) for p in str(version).strip().split(".")[:2]]
-    except ValueError:
-        raise CalibrationError(f"TensorRT version must look like 8.6.2 or 10.3.0, received {version!r}") from None
-    return (parts + [0])[0], (parts + [0])[1]
-
-
 def weight_form_for(trt_version: str) -> WeightFormRule:
     """The weight-form rule that serves ``trt_version`` (see :data:`WEIGHT_FORM_RULES`)."""
-    version = _major_minor(trt_version)
+    version = parse_version(trt_version, error=CalibrationError).major_minor
     for rule in WEIGHT_FORM_RULES:
         if version >= rule.trt_min and (rule.trt_max is None or version < rule.trt_max):
             return rule
