@@ -97,6 +97,11 @@ class BuildResult:
 
     @property
     def compile_command(self) -> str:
+        """``edgeres compile OUT``, or ``sh OUT/build.sh`` where every listed TensorRT is older than edgeres supports."""
+        versions = getattr(self.manifest, "tensorrt_versions", None) or (self.trt_version,)
+        if all(not SUPPORTED["adapter"].contains(v) for v in versions):
+            return (f"sh {self.output}/build.sh   (TensorRT {', '.join(versions)}: edgeres itself needs TensorRT >= 8.5 "
+                    "and Python >= 3.10, rule edgeres-needs-8.5)")
         return f"edgeres compile {self.output}"
 
 

@@ -138,18 +138,19 @@ RULES: tuple[TrtRule, ...] = (
         "(8.4 not checked here; treated the same)",
     ),
     TrtRule(
+        "qdq-weights-8.2", (8, 0), (8, 5), "info",
+        "TensorRT 8.0-8.4 (build.sh only) read Q/DQ weights as 8.5/8.6 do: FP32 weights with QuantizeLinear -> "
+        "DequantizeLinear (model.qdq.trt8.onnx); 8.4.1 refuses INT8 weight constants",
+        "build.sh builds INT8 Q/DQ there from model.qdq.trt8.onnx (edgeres.trtexec.onnx_file_for)",
+        "TensorRT 8.x developer guide 'Explicit Quantization' (Q/DQ since 8.0: FP32 weights); NVIDIA/TensorRT#2163 "
+        "('invalid weights type of Int8' on 8.4.1)",
+    ),
+    TrtRule(
         "calibration-cache", None, (8, 5), "error",
         "implicit INT8 calibration reads a calibration cache; edgeres writes caches for TensorRT 8.5 to 10.x only "
         "(TensorRT 11 removed implicit calibration: rule strongly-typed-11)",
         "use --int8-mode qdq, or a TensorRT from 8.5 to 10.x for --int8-mode calibrator",
         "TensorRT Support Policies (11.0 removed IInt8Calibrator); edgeres.tensorrt_version.SUPPORTED['calibration_cache']",
-    ),
-    TrtRule(
-        "strongly-typed-11", (11, 0), None, "error",
-        "TensorRT 11 networks are strongly typed: --fp16/--int8/--best/--calib are gone, precision comes from the ONNX "
-        "(model.fp16.onnx, model.qdq.fp16.onnx), and implicit INT8 calibration was removed",
-        "use --int8-mode qdq for INT8 with TensorRT 11",
-        "NVIDIA/TensorRT release/11.x samples/common/sampleOptions.cpp (flags removed); TensorRT 11.0 release notes",
     ),
     TrtRule(
         "trtexec-flags", (8, 2), None, "info",
@@ -201,6 +202,13 @@ RULES: tuple[TrtRule, ...] = (
         "the whole DLA-eligible region is compiled as one node ... it expects scales to be present throughout')",
     ),
     TrtRule(
+        "strongly-typed-11", (11, 0), None, "error",
+        "TensorRT 11 networks are strongly typed: --fp16/--int8/--best/--calib are gone, precision comes from the ONNX "
+        "(model.fp16.onnx, model.qdq.fp16.onnx), and implicit INT8 calibration was removed",
+        "use --int8-mode qdq for INT8 with TensorRT 11",
+        "NVIDIA/TensorRT release/11.x samples/common/sampleOptions.cpp (flags removed); TensorRT 11.0 release notes",
+    ),
+    TrtRule(
         "dla-layers", (8, 0), None, "warning",
         "DLA runs only the layers in NVIDIA's DLA layer table, within its limits; the rest falls back to the GPU "
         "(with --allowGPUFallback) and splits the network into several DLA loadables",
@@ -225,8 +233,7 @@ def weight_form_rules() -> tuple[TrtRule, ...]:
 
 def all_rules() -> tuple[TrtRule, ...]:
     """Every rule, the weight-form ones included, in listing order."""
-    forms = weight_form_rules()
-    return RULES[:4] + forms + RULES[4:]
+    return RULES[:4] + weight_form_rules() + RULES[4:]
 
 
 # ---- checks: (rule, context) -> the detail of a violation, or None --------------------------------
