@@ -204,7 +204,9 @@ def resolve_build(request: BuildRequest) -> BuildPlan:
     # precision, batch range, DLA, version, the rule table (edgeres.trt_rules): no shape is checked
     check_spec(plan.spec((0, 0, 0)), trt_version, compute_capability=target.compute_capability)
     served, left_out = _bundle_versions(plan)
-    plan = dataclasses.replace(plan, bundle_versions=served, left_out=left_out)
+    # typed FP16 ONNX only where a served version is strongly typed (a DLA bundle leaves 11.x out)
+    needs_fp16 = needs_fp16 and any(strongly_typed(parse_version(v)) for v in served)
+    plan = dataclasses.replace(plan, bundle_versions=served, left_out=left_out, needs_fp16_onnx=needs_fp16)
     if int8_mode == "calibrator" and not SUPPORTED["calibration_cache"].contains(trt_version):
         raise BuildError(
             f"edgeres writes calibration caches for TensorRT 8.5 to 10.x, received --trt-version {trt_version}; "
