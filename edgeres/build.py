@@ -198,15 +198,17 @@ def resolve_build(request: BuildRequest) -> BuildPlan:
     needs_fp16 = precision in ("fp16", "int8") and any(
         strongly_typed(parse_version(v)) for v in (*target.tensorrt_versions, trt_version)
     )
-    limits = [n for n in (max_opset(v) for v in (*target.tensorrt_versions, trt_version)) if n is not None]
     plan = BuildPlan(r, target, precision, int8_mode, trt_version, batch, max_batch, workspace_mib, engine_here,
-                     reason, needs_fp16, opset=min(limits) if limits else None, notes=tuple(notes))
+                     reason, needs_fp16, notes=tuple(notes))
     # precision, batch range, DLA, version, the rule table (edgeres.trt_rules): no shape is checked
     check_spec(plan.spec((0, 0, 0)), trt_version, compute_capability=target.compute_capability)
     served, left_out = _bundle_versions(plan)
     # typed FP16 ONNX only where a served version is strongly typed (a DLA bundle leaves 11.x out)
     needs_fp16 = needs_fp16 and any(strongly_typed(parse_version(v)) for v in served)
-    plan = dataclasses.replace(plan, bundle_versions=served, left_out=left_out, needs_fp16_onnx=needs_fp16)
+    # ONNX opset: the lowest limit of a served version's parser (13 where TensorRT 8.2 is served, rule onnx-opset-8.2)
+    served_limits = [n for n in (max_opset(v) for v in served) if n is not None]
+    plan = dataclasses.replace(plan, bundle_versions=served, left_out=left_out, needs_fp16_onnx=needs_fp16,
+                               opset=min(served_limits) if served_limits else None)
     if int8_mode == "calibrator" and not SUPPORTED["calibration_cache"].contains(trt_version):
         raise BuildError(
             f"edgeres writes calibration caches for TensorRT 8.5 to 10.x, received --trt-version {trt_version}; "

@@ -97,9 +97,14 @@ def test_int8_bundle_for_strongly_typed_tensorrt(tmp_path: Path, weights: Path, 
                  "--calib-data", str(calib_npy), "-o", str(out))
     assert result.exit_code == 0, result.output + result.stderr
     script = (out / "build.sh").read_text()
-    assert "--onnx=model.qdq.fp16.onnx" in script, f"TensorRT 11 builds from the Q/DQ-FP16 model: {script}"
-    assert not any(flag in script for flag in ("--int8", "--fp16", "--calib", "--best")), f"no precision flags: {script}"
-    assert verify_bundle(out).tensorrt_versions == ("11.4.1",), "meant for TensorRT 11.4.1"
+    block11 = script.split("11.4|11.4.*)", 1)[1].split(";;", 1)[0]
+    assert "--onnx=model.qdq.fp16.onnx" in block11, f"TensorRT 11 builds from the Q/DQ-FP16 model: {block11}"
+    assert not any(flag in block11 for flag in ("--int8", "--fp16", "--calib", "--best")), f"no precision flags: {block11}"
+    manifest = verify_bundle(out)
+    # JetPack 7.0/7.1/7.2.0 ship TensorRT 10.x on Thor (targets/jetson-thor.toml), 7.2.2 ships 11.4.1
+    assert manifest.tensorrt_versions == ("10.13.3", "10.16.2", "11.4.1"), manifest.tensorrt_versions
+    assert manifest.onnx_for == {"10.13.3": "model.qdq.onnx", "10.16.2": "model.qdq.onnx",
+                                 "11.4.1": "model.qdq.fp16.onnx"}, manifest.onnx_for
 
 
 @pytest.mark.skipif(not (HAS_CALIBRATE and HAS_REFERENCE), reason="needs edgeres.calibrate.calibrate and edgeres.reference (branches calib, data)")
