@@ -198,8 +198,9 @@ RULES: tuple[TrtRule, ...] = (
         "quantized); edgeres does not write that placement yet",
         "for INT8 on DLA use TensorRT 8.5-10.7 (--trt-version 10.3.0), or build FP16 on DLA (--precision fp16), or "
         "INT8 on the GPU (drop --dla-core)",
-        "NVIDIA/Model-Optimizer PR #1661 'Add support for ONNX Q/DQ node placement for DLA' (--target_dla; 'On DLA, "
-        "the whole DLA-eligible region is compiled as one node ... it expects scales to be present throughout')",
+        "NVIDIA/Model-Optimizer PR #1661 'Add support for ONNX Q/DQ node placement for DLA' (--target_dla, "
+        "modelopt/onnx/quantization/quantize.py; 'On DLA, the whole DLA-eligible region is compiled as one node ... it "
+        "expects scales to be present throughout'; Q/DQ at every layer per NVIDIA's YOLOv5-on-Orin DLA QAT study)",
     ),
     TrtRule(
         "strongly-typed-11", (11, 0), None, "error",

@@ -12,7 +12,13 @@ extracted option lists are in ``tests/data/trtexec_documented_flags.json``):
 * ``--fp16``/``--int8``/``--best``/``--calib`` until 10.x; 11.0 removed them (networks are
   strongly typed: precision comes from the ONNX, ``--stronglyTyped`` is a no-op there).
 * DLA: TensorRT 10.7 was the last 10.x with DLA; 11.0-11.3 have none; 11.4 brings it back on
-  AGX Orin with JetPack 7.2.2 (TensorRT 11.4.1 "Working with DLA" guide).
+  AGX Orin with JetPack 7.2.2 (TensorRT 11.4.1 "Working with DLA" guide). The ranges and every other
+  per-version rule (DLA static shapes, implicit INT8 on DLA, ...) are data in :mod:`edgeres.trt_rules`,
+  which :func:`check_spec` applies.
+* Which ONNX each version builds from: :func:`onnx_file_for` (the Q/DQ weight form per version from
+  ``edgeres.calibrate.qdq.weight_form_for``: 8.x ``model.qdq.trt8.onnx``, 10.x ``model.qdq.onnx``).
+* ``build.sh``: :func:`build_script_for_versions` (every version of a bundle, picked by the installed
+  TensorRT) or :func:`build_script` (one version).
 
 Nothing here runs trtexec; the command lines are checked against the parsed-option
 lists, not executed (no TensorRT on the machine that wrote this).
