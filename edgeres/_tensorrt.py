@@ -53,7 +53,8 @@ def import_tensorrt(error: type[EdgeresError], hint: str) -> ModuleType:
     if parsed < MIN_ADAPTER:
         raise error(
             f"edgeres needs TensorRT >= {MIN_ADAPTER[0]}.{MIN_ADAPTER[1]} ({SUPPORTED['adapter'].reason}), "
-            f"found {version}; {hint}"
+            f"found {version} (on TensorRT 8.2 / JetPack 4 build with the bundle's build.sh and run the plan with "
+            f"trtexec); {hint}"
         )
     return trt
 

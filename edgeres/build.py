@@ -29,7 +29,8 @@ from edgeres.calibrate.calibrators import DEFAULT_METHOD
 from edgeres.errors import BuildError
 from edgeres.targets import Target, load_target
 from edgeres.tensorrt_version import DEFAULT_TENSORRT, SUPPORTED, parse_version
-from edgeres.trtexec import TrtexecSpec, build_script, check_spec, onnx_file_for, strongly_typed
+from edgeres.trt_rules import max_opset
+from edgeres.trtexec import TrtexecSpec, build_script_for_versions, check_spec, onnx_file_for, strongly_typed
 
 FRONTENDS = ("onnx", "torch-tensorrt")
 DEFAULT_CALIB_SIZE = 512
@@ -96,6 +97,11 @@ class BuildResult:
 
     @property
     def compile_command(self) -> str:
+        """``edgeres compile OUT``, or ``sh OUT/build.sh`` where every listed TensorRT is older than edgeres supports."""
+        versions = getattr(self.manifest, "tensorrt_versions", None) or (self.trt_version,)
+        if all(not SUPPORTED["adapter"].contains(v) for v in versions):
+            return (f"sh {self.output}/build.sh   (TensorRT {', '.join(versions)}: edgeres itself needs TensorRT >= 8.5 "
+                    "and Python >= 3.10, rule edgeres-needs-8.5)")
         return f"edgeres compile {self.output}"
 
 
@@ -119,6 +125,15 @@ class BuildPlan:
     engine_here: bool
     reason: str | None
     needs_fp16_onnx: bool
+    bundle_versions: tuple[str, ...] = ()  # the TensorRT versions the bundle serves (build.sh, manifest onnx_for)
+    left_out: tuple[str, ...] = ()  # "TensorRT v: rule ..." for the target's versions the bundle cannot serve
+    opset: int | None = None  # ONNX opset to export (None: the default, 17); 13 where a listed parser needs it
+    notes: tuple[str, ...] = ()  # adjustments resolve_build made, each one line
+
+    @property
+    def min_batch(self) -> int:
+        """1, or the batch itself on DLA (static shapes: min = opt = max, rule dla-static-shapes)."""
+        return self.opt_batch if self.request.dla_core is not None else 1
 
     @property
     def own_model(self) -> bool:
@@ -135,7 +150,7 @@ class BuildPlan:
     def spec(self, input_shape: tuple[int, int, int]) -> TrtexecSpec:
         """The engine's trtexec spec for samples of ``input_shape`` (C, H, W)."""
         return TrtexecSpec(
-            precision=self.precision, int8_mode=self.int8_mode, input_shape=input_shape, min_batch=1,
+            precision=self.precision, int8_mode=self.int8_mode, input_shape=input_shape, min_batch=self.min_batch,
             opt_batch=self.opt_batch, max_batch=self.max_batch, workspace_mib=self.workspace_mib,
             dla_core=self.request.dla_core, gpu_fallback=True,
         )
@@ -156,6 +171,11 @@ def resolve_build(request: BuildRequest) -> BuildPlan:
     precision = target.resolve_precision(r.precision)
     int8_mode = (r.int8_mode or target.int8_mode) if precision == "int8" else None
     target.check_dla_core(r.dla_core)
+    notes: list[str] = []
+    if r.dla_core is not None and precision == "int8" and r.int8_mode is None and int8_mode != "calibrator":
+        # rule dla-implicit-int8: DLA runs INT8 from model.onnx + calib.cache before TensorRT 11
+        int8_mode = "calibrator"
+        notes.append("DLA INT8 uses implicit calibration: model.onnx + calib.cache (rule dla-implicit-int8)")
     own_model = r.arch is not None or r.weights is not None
     if precision == "int8" and own_model and r.calib_data is None:
         raise BuildError(
@@ -164,7 +184,10 @@ def resolve_build(request: BuildRequest) -> BuildPlan:
             "(the shipped calibration data belongs to the reference model). Pass --calib-data, or --precision fp16"
         )
     batch = target.default_batch if r.batch is None else r.batch
-    max_batch = max(batch, target.default_batch) if r.max_batch is None else r.max_batch
+    if r.dla_core is not None:  # rule dla-static-shapes: min = opt = max; an explicit other --max-batch is refused
+        max_batch = batch if r.max_batch is None else r.max_batch
+    else:
+        max_batch = max(batch, target.default_batch) if r.max_batch is None else r.max_batch
     target.check_batch(batch, max_batch)
     workspace_mib = r.workspace_mib or target.workspace_mib
     if workspace_mib < 1:
@@ -176,8 +199,16 @@ def resolve_build(request: BuildRequest) -> BuildPlan:
         strongly_typed(parse_version(v)) for v in (*target.tensorrt_versions, trt_version)
     )
     plan = BuildPlan(r, target, precision, int8_mode, trt_version, batch, max_batch, workspace_mib, engine_here,
-                     reason, needs_fp16)
-    check_spec(plan.spec((0, 0, 0)), trt_version)  # precision, batch range, DLA, version: no shape is checked
+                     reason, needs_fp16, notes=tuple(notes))
+    # precision, batch range, DLA, version, the rule table (edgeres.trt_rules): no shape is checked
+    check_spec(plan.spec((0, 0, 0)), trt_version, compute_capability=target.compute_capability)
+    served, left_out = _bundle_versions(plan)
+    # typed FP16 ONNX only where a served version is strongly typed (a DLA bundle leaves 11.x out)
+    needs_fp16 = needs_fp16 and any(strongly_typed(parse_version(v)) for v in served)
+    # ONNX opset: the lowest limit of a served version's parser (13 where TensorRT 8.2 is served, rule onnx-opset-8.2)
+    served_limits = [n for n in (max_opset(v) for v in served) if n is not None]
+    plan = dataclasses.replace(plan, bundle_versions=served, left_out=left_out, needs_fp16_onnx=needs_fp16,
+                               opset=min(served_limits) if served_limits else None)
     if int8_mode == "calibrator" and not SUPPORTED["calibration_cache"].contains(trt_version):
         raise BuildError(
             f"edgeres writes calibration caches for TensorRT 8.5 to 10.x, received --trt-version {trt_version}; "
@@ -266,6 +297,8 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
         # the folder is replaced as a whole: never replace one that is not an earlier build
         raise BuildError(f"output {out} exists and is not an edgeres build folder (no manifest.json); pass a new -o folder")
     plan = resolve_build(request)  # every option is checked against the target before the model is loaded
+    for line in (*plan.notes, *(f"left out {x}" for x in plan.left_out)):
+        timer.report(f"  note: {line}")
     with timer.stage("fold"):
         if request.arch is not None and request.weights is None:
             timer.report(f"  note: {request.arch} has random weights (no --weights); fine for a dry run, not for deployment")
@@ -274,7 +307,19 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
     calibration = None
     with atomic_dir(out) as tmp:
         with timer.stage("export"):
-            pipeline.onnx_from_folded(made.folded, tmp / "model.onnx", made.example)
+            pipeline.onnx_from_folded(made.folded, tmp / "model.onnx", made.example, opset=plan.opset)
+        dla_fallback = None
+        if request.dla_core is not None:
+            with timer.stage("dla lint"):
+                from edgeres.dla_lint import dla_fallback_from_onnx
+
+                found = dla_fallback_from_onnx(tmp / "model.onnx", plan.trt_version,
+                                               batch=plan.opt_batch, input_shape=made.input_shape)
+                dla_fallback = [f.to_dict() for f in found]
+                for f in found:
+                    timer.report(f"  DLA -> GPU fallback: {f.line()}")
+                if not found:
+                    timer.report("  DLA: every layer is in NVIDIA's DLA layer table")
         if plan.precision == "int8":
             with timer.stage("calibrate"):
                 from edgeres.calibrate import calibrate
@@ -293,13 +338,13 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
                     write_fp16_onnx(tmp / "model.onnx", tmp / "model.fp16.onnx")
                 else:
                     write_fp16_onnx(tmp / "model.qdq.onnx", tmp / "model.qdq.fp16.onnx", qdq=True)
-        fields = _manifest_fields(plan, spec, made.recipe, made.source, edgeres.__version__, calibration)
+        fields = _manifest_fields(plan, spec, made.recipe, made.source, edgeres.__version__, calibration, dla_fallback)
         with timer.stage("compile" if plan.engine_here else "bundle"):
             from edgeres.bundle import file_entries, finish_bundle
 
             sha = {k: v["sha256"] for k, v in file_entries(tmp, [p.name for p in tmp.iterdir() if p.is_file()]).items()}
-            script = build_script(spec, plan.trt_version, target=plan.target.name,
-                                  edgeres_version=edgeres.__version__, sha256=sha)
+            script = build_script_for_versions({v: spec for v in plan.bundle_versions}, target=plan.target.name,
+                                               edgeres_version=edgeres.__version__, sha256=sha)
             manifest = finish_bundle(tmp, fields, script)
             if plan.engine_here:
                 if request.frontend == "torch-tensorrt":
@@ -314,23 +359,33 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
     )
 
 
-def _manifest_fields(plan: BuildPlan, spec: TrtexecSpec, recipe: Any, source: Mapping[str, Any], version: str,
-                     calibration: Mapping[str, Any] | None) -> dict[str, Any]:
-    from edgeres.export import INPUT_NAME, OUTPUT_NAME
-
-    s = spec
-    meant_for = []
+def _bundle_versions(plan: BuildPlan) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(versions the bundle serves, one line per target version left out and why); the build's own version first."""
+    s = plan.spec((0, 0, 0))
+    served, left_out = [plan.trt_version], []
     for v in plan.target.tensorrt_versions:
+        if v == plan.trt_version:
+            continue
         try:
-            check_spec(s, v)
+            check_spec(s, v, compute_capability=plan.target.compute_capability)
             onnx_file_for(s.precision, s.int8_mode, v)
-        except BuildError:
+        except BuildError as exc:
+            left_out.append(f"TensorRT {v}: {exc}")
             continue
         if strongly_typed(parse_version(v)) and not plan.needs_fp16_onnx and s.precision != "fp32":
             continue
-        meant_for.append(v)
-    if plan.trt_version not in meant_for:
-        meant_for.append(plan.trt_version)
+        served.append(v)
+    order = {v: i for i, v in enumerate(plan.target.tensorrt_versions)}
+    return tuple(sorted(served, key=lambda v: (order.get(v, len(order)), parse_version(v)))), tuple(left_out)
+
+
+def _manifest_fields(plan: BuildPlan, spec: TrtexecSpec, recipe: Any, source: Mapping[str, Any], version: str,
+                     calibration: Mapping[str, Any] | None,
+                     dla_fallback: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    from edgeres.export import INPUT_NAME, OUTPUT_NAME
+
+    s = spec
+    meant_for = list(plan.bundle_versions)
     return dict(
         target=plan.target.name, compute_capability=plan.target.compute_capability, precision=plan.precision,
         int8_mode=plan.int8_mode, input_name=INPUT_NAME, output_name=OUTPUT_NAME, input_shape=s.input_shape,
@@ -338,6 +393,8 @@ def _manifest_fields(plan: BuildPlan, spec: TrtexecSpec, recipe: Any, source: Ma
         dla_core=s.dla_core, gpu_fallback=s.gpu_fallback, tensorrt_version=plan.trt_version,
         tensorrt_versions=tuple(meant_for), recipe=recipe.to_dict() if recipe is not None else None,
         source=dict(source), edgeres_version=version, calibration=dict(calibration) if calibration else None,
+        onnx_for={v: onnx_file_for(s.precision, s.int8_mode, v) for v in meant_for},
+        dla_fallback=tuple(dla_fallback) if dla_fallback is not None else None,
     )
 
 

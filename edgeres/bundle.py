@@ -27,12 +27,14 @@ from edgeres.errors import BundleError
 BUNDLE_FORMAT = "edgeres-bundle/1"
 MANIFEST = "manifest.json"
 BUILD_SCRIPT = "build.sh"
+OPTIONAL_FIELDS = ("onnx_for", "dla_fallback")  # newer manifest fields; manifests without them still read
 
 # file name -> role: what each bundle file is for
 FILE_ROLES = {
     "model.onnx": "FP32 ONNX, BatchNorm folded (TensorRT 8.x/10.x builds FP32/FP16, and INT8 with the calibration cache)",
     "model.fp16.onnx": "FP16 ONNX with FP32 I/O (TensorRT 11 FP16)",
-    "model.qdq.onnx": "Q/DQ ONNX, FP32 elsewhere (TensorRT 8.x/10.x explicit INT8)",
+    "model.qdq.onnx": "Q/DQ ONNX, INT8 weights -> DequantizeLinear, FP32 elsewhere (TensorRT 10.x explicit INT8)",
+    "model.qdq.trt8.onnx": "Q/DQ ONNX, FP32 weights -> QuantizeLinear -> DequantizeLinear (TensorRT 8.5/8.6 explicit INT8)",
     "model.qdq.fp16.onnx": "Q/DQ ONNX, FP16 elsewhere, FP32 I/O (TensorRT 11 INT8)",
     "calib.cache": "TensorRT INT8 calibration cache (implicit calibration, TensorRT <= 10)",
     "calib_report.json": "calibration report: INT8 vs FP32 accuracy, per-layer scales",
@@ -64,6 +66,10 @@ class BundleManifest:
     source: Mapping[str, Any]
     edgeres_version: str
     calibration: Mapping[str, Any] | None = None
+    # TensorRT version -> the ONNX file it builds from (edgeres.trtexec.onnx_file_for); None in older manifests
+    onnx_for: Mapping[str, str] | None = None
+    # DLA builds: the layers that will fall back to the GPU [{layer, op, reason, source, certainty}] (edgeres.dla_lint)
+    dla_fallback: tuple[Mapping[str, Any], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -71,6 +77,11 @@ class BundleManifest:
         d["input_shape"] = list(self.input_shape)
         d["tensorrt_versions"] = list(self.tensorrt_versions)
         d["files"] = {k: dict(v) for k, v in sorted(self.files.items())}
+        for key in OPTIONAL_FIELDS:  # left out when empty, so older readers and older bundles see the same fields
+            if d.get(key) is None:
+                d.pop(key, None)
+        if self.dla_fallback is not None:
+            d["dla_fallback"] = [dict(x) for x in self.dla_fallback]
         return {"format": BUNDLE_FORMAT, **d}
 
     @classmethod
@@ -78,7 +89,7 @@ class BundleManifest:
         if d.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{where}: format must be {BUNDLE_FORMAT!r}, received {d.get('format')!r}")
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in names if n not in d and n != "calibration")
+        missing = sorted(n for n in names if n not in d and n not in ("calibration", *OPTIONAL_FIELDS))
         if missing:
             raise BundleError(f"{where}: missing field(s) {', '.join(missing)}")
         kw = {k: v for k, v in d.items() if k in names}
@@ -86,6 +97,14 @@ class BundleManifest:
             kw["compute_capability"] = tuple(int(x) for x in d["compute_capability"])
             kw["input_shape"] = tuple(int(x) for x in d["input_shape"])
             kw["tensorrt_versions"] = tuple(str(x) for x in d["tensorrt_versions"])
+            if d.get("onnx_for") is not None:
+                if not isinstance(d["onnx_for"], dict) or not all(isinstance(v, str) for v in d["onnx_for"].values()):
+                    raise TypeError("onnx_for must map TensorRT versions to file names")
+                kw["onnx_for"] = {str(k): v for k, v in d["onnx_for"].items()}
+            if d.get("dla_fallback") is not None:
+                if not isinstance(d["dla_fallback"], list) or not all(isinstance(x, dict) for x in d["dla_fallback"]):
+                    raise TypeError("dla_fallback must be a list of {layer, op, reason, source}")
+                kw["dla_fallback"] = tuple(dict(x) for x in d["dla_fallback"])
             if not isinstance(d["files"], dict) or not all(isinstance(v, dict) and "sha256" in v for v in d["files"].values()):
                 raise TypeError("files must map names to {sha256: ...}")
             return cls(**kw)

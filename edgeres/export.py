@@ -25,6 +25,9 @@ from edgeres.errors import ExportError
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 17
+# the oldest opset export writes: TensorRT 8.2's parser documents opset <= 13 (edgeres.trt_rules 'onnx-opset-8.2'),
+# and per-channel QuantizeLinear/DequantizeLinear (axis) need 13; every op of a ResNet exists at 13
+MIN_OPSET = 13
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +57,8 @@ def onnx_bytes_from_model(
     """Serialize ``model`` to ONNX bytes with edgeres' I/O names, checked and shape-inferred."""
     import onnx
 
-    if opset < 17:
-        raise ExportError(f"opset must be at least 17, received {opset}")
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset must be at least {MIN_OPSET}, received {opset}")
     if model.training:
         raise ExportError("export needs eval mode; call model.eval() first (received a model in training mode)")
     dummy = torch.zeros(*input_shape)
@@ -205,7 +208,7 @@ def export_onnx(
         path: output ``.onnx`` path; its folder must exist.
         input_shape: (N, C, H, W) used for tracing; N is ignored when ``dynamic_batch``.
         dynamic_batch: make the batch axis symbolic (``batch``).
-        opset: ONNX opset, at least 17.
+        opset: ONNX opset, at least 13 (17 by default; 13 for TensorRT 8.2 targets).
         check_batch: batch size of the parity check (dynamic exports only).
         max_abs_tol: largest allowed max-abs error relative to max |logit| (at least 1).
         min_cosine: smallest allowed cosine similarity.

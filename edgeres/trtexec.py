@@ -12,7 +12,13 @@ extracted option lists are in ``tests/data/trtexec_documented_flags.json``):
 * ``--fp16``/``--int8``/``--best``/``--calib`` until 10.x; 11.0 removed them (networks are
   strongly typed: precision comes from the ONNX, ``--stronglyTyped`` is a no-op there).
 * DLA: TensorRT 10.7 was the last 10.x with DLA; 11.0-11.3 have none; 11.4 brings it back on
-  AGX Orin with JetPack 7.2.2 (TensorRT 11.4.1 "Working with DLA" guide).
+  AGX Orin with JetPack 7.2.2 (TensorRT 11.4.1 "Working with DLA" guide). The ranges and every other
+  per-version rule (DLA static shapes, implicit INT8 on DLA, ...) are data in :mod:`edgeres.trt_rules`,
+  which :func:`check_spec` applies.
+* Which ONNX each version builds from: :func:`onnx_file_for` (the Q/DQ weight form per version from
+  ``edgeres.calibrate.qdq.weight_form_for``: 8.x ``model.qdq.trt8.onnx``, 10.x ``model.qdq.onnx``).
+* ``build.sh``: :func:`build_script_for_versions` (every version of a bundle, picked by the installed
+  TensorRT) or :func:`build_script` (one version).
 
 Nothing here runs trtexec; the command lines are checked against the parsed-option
 lists, not executed (no TensorRT on the machine that wrote this).
@@ -26,6 +32,7 @@ from typing import Any, Sequence
 
 from edgeres.errors import BuildError
 from edgeres.tensorrt_version import MIN_TRTEXEC, SUPPORTED, TensorRTVersion, parse_version, strongly_typed
+from edgeres.trt_rules import DLA_SUPPORT, RuleContext, check_rules
 
 Version = tuple[int, int]  # major.minor bounds of the tables below; compared with TensorRTVersion as a prefix
 
@@ -51,16 +58,18 @@ TRTEXEC_FLAGS: dict[str, tuple[Version, Version | None]] = {
     "--stronglyTyped": ((9, 0), None),
 }
 
-# versions with TensorRT DLA support (half-open ranges)
-DLA_SUPPORT: tuple[tuple[Version, Version | None], ...] = (((8, 0), (10, 8)), ((11, 4), None))
+# versions with TensorRT DLA support: edgeres.trt_rules.DLA_SUPPORT (imported above; the rule table holds it)
 # the oldest version build.sh supports is edgeres.tensorrt_version.MIN_TRTEXEC (8.2, for Nano/TX2), older
 # than the edgeres adapter's MIN_ADAPTER (8.5): a bundle for JetPack 4 is built by trtexec, not by edgeres.
 
+# the Q/DQ file of TensorRT 8.x/10.x depends on the weight form that version reads:
+# edgeres.calibrate.qdq.weight_form_for (WEIGHT_FORM_RULES: 8.5/8.6 model.qdq.trt8.onnx, 10.x model.qdq.onnx)
+QDQ_BY_WEIGHT_FORM = "<Q/DQ file of the weight form of the version>"
 # which ONNX file of a bundle each (strongly typed?, precision, int8 mode) compiles from
 ONNX_FOR = {
     (False, "fp32", None): "model.onnx",
     (False, "fp16", None): "model.onnx",
-    (False, "int8", "qdq"): "model.qdq.onnx",
+    (False, "int8", "qdq"): QDQ_BY_WEIGHT_FORM,
     (False, "int8", "calibrator"): "model.onnx",
     (True, "fp32", None): "model.onnx",
     (True, "fp16", None): "model.fp16.onnx",
@@ -151,15 +160,29 @@ def onnx_file_for(precision: str, int8_mode: str | None, trt_version: str) -> st
                 "use int8 mode 'qdq' (the Q/DQ model) for TensorRT 11"
             )
         raise BuildError(f"no ONNX for precision {precision!r} with int8 mode {int8_mode!r}")
-    return ONNX_FOR[key]
+    name = ONNX_FOR[key]
+    if name == QDQ_BY_WEIGHT_FORM:
+        from edgeres.calibrate.qdq import weight_form_for, weight_form_rule
+        from edgeres.errors import CalibrationError
+
+        if (8, 0) <= parse_version(trt_version) < (8, 5):
+            # build.sh-only versions (8.2 on JetPack 4): TensorRT 8.x's explicit quantization (since 8.0) takes
+            # FP32 weights with Q->DQ, the same rule as 8.5/8.6; WEIGHT_FORM_RULES starts at 8.5 (the adapter's floor)
+            return weight_form_rule("fp32").file_name
+        try:
+            return weight_form_for(trt_version).file_name
+        except CalibrationError as exc:
+            raise BuildError(str(exc)) from None
+    return name
 
 
 def _shape(spec: TrtexecSpec, batch: int) -> str:
     return f"{spec.input_name}:{'x'.join(str(d) for d in (batch, *spec.input_shape))}"
 
 
-def check_spec(spec: TrtexecSpec, trt_version: str) -> TensorRTVersion:
-    """Refuse combinations the TensorRT version cannot build; return the parsed version."""
+def check_spec(spec: TrtexecSpec, trt_version: str, *, compute_capability: tuple[int, int] | None = None,
+               stage: str = "build") -> TensorRTVersion:
+    """Refuse combinations the TensorRT version cannot build (one line naming the rule); return the parsed version."""
     version = parse_version(trt_version, error=BuildError)
     if version < MIN_TRTEXEC:
         raise BuildError(f"TensorRT {trt_version} is older than the oldest supported ({MIN_TRTEXEC[0]}.{MIN_TRTEXEC[1]}: "
@@ -172,16 +195,18 @@ def check_spec(spec: TrtexecSpec, trt_version: str) -> TensorRTVersion:
         raise BuildError(
             f"batch range must satisfy 1 <= min <= opt <= max, received {spec.min_batch}/{spec.opt_batch}/{spec.max_batch}"
         )
-    if spec.dla_core is not None:
-        if not dla_supported(version):
-            raise BuildError(
-                f"TensorRT {trt_version} has no DLA support (10.7 was the last 10.x with DLA; 11.0-11.3 have none); "
-                "drop --dla-core or use another TensorRT"
-            )
-        if spec.precision == "fp32":
-            raise BuildError("DLA runs FP16 or INT8 only, received precision fp32 with --dla-core")
+    # the documented per-version rules (DLA availability, precision, static shapes, implicit INT8, ...)
+    check_rules(rule_context(spec, trt_version, stage=stage, compute_capability=compute_capability))
     onnx_file_for(spec.precision, spec.int8_mode, trt_version)
     return version
+
+
+def rule_context(spec: TrtexecSpec, trt_version: str, *, stage: str = "build", **extra: Any) -> RuleContext:
+    """The :class:`edgeres.trt_rules.RuleContext` of building ``spec`` with TensorRT ``trt_version``."""
+    return RuleContext(trt_version=trt_version, precision=spec.precision,
+                       int8_mode=spec.int8_mode if spec.precision == "int8" else None, dla_core=spec.dla_core,
+                       min_batch=spec.min_batch, opt_batch=spec.opt_batch, max_batch=spec.max_batch, stage=stage,
+                       **extra)
 
 
 def trtexec_argv(spec: TrtexecSpec, trt_version: str, *, trtexec: str = "trtexec") -> list[str]:
@@ -251,3 +276,93 @@ def build_script(
 def format_argv(argv: Sequence[str]) -> str:
     """One shell-quoted line, for printing."""
     return " ".join(shlex.quote(a) for a in argv)
+
+
+# ---- build.sh for several TensorRT versions ---------------------------------------------------------
+# How build.sh finds the installed TensorRT, in order:
+# 1. $TRT_VERSION (major.minor[.patch]) when set: the user's override;
+# 2. trtexec's start banner "&&&& RUNNING TensorRT.trtexec [TensorRT v8502] # ..." (NV_TENSORRT_VERSION: 8502 is
+#    8.5.2, 100300 is 10.3.0), printed by main() before it parses --help (samples/trtexec/trtexec.cpp:
+#    defineTest + reportTestStart come first; the banner as seen in a TensorRT 8.5.2 log in
+#    NVIDIA-AI-IOT/cuDLA-samples#19). Not run here: no trtexec on the machine this was written on;
+# 3. dpkg's version of libnvinfer-bin (JetPack/apt installs, the package that holds trtexec).
+_DETECT = r'''TRTEXEC="${TRTEXEC:-trtexec}"
+trt_version() {
+    if [ -n "${TRT_VERSION:-}" ]; then
+        echo "$TRT_VERSION"
+        return
+    fi
+    code=$("$TRTEXEC" --help 2>&1 | sed -n 's/.*\[TensorRT v\([0-9][0-9]*\)\].*/\1/p' | head -n 1)
+    if [ -n "$code" ]; then
+        if [ "$code" -ge 100000 ]; then
+            echo "$((code / 10000)).$((code / 100 % 100)).$((code % 100))"
+        else
+            echo "$((code / 1000)).$((code / 100 % 10)).$((code % 100))"
+        fi
+        return
+    fi
+    dpkg-query -W -f='${Version}\n' libnvinfer-bin 2>/dev/null | head -n 1 | cut -d- -f1
+}
+found=$(trt_version)'''
+
+
+def _inert(text: str) -> str:
+    """A value for a ``#`` comment line: printable, no newline (names come from user profiles)."""
+    return "".join(c if c.isprintable() and c not in "\r\n" else "?" for c in str(text))
+
+
+def build_script_for_versions(
+    specs: "dict[str, TrtexecSpec]",
+    *,
+    target: str,
+    edgeres_version: str,
+    sha256: dict[str, str] | None = None,
+) -> str:
+    """``build.sh`` for every TensorRT version of a bundle: verify every hash, detect the version, run its command.
+
+    ``specs``: TensorRT version -> the spec to build with it (usually the same spec). The
+    script picks the command by the installed version's major.minor (``case``); a version
+    the bundle is not for stops with one line. Every argument is shell-quoted; the
+    script has no other input than ``$TRTEXEC`` and ``$TRT_VERSION``.
+
+    Raises:
+        BuildError: a version that cannot build its spec (see :func:`check_spec`).
+    """
+    versions = list(specs)
+    if not versions:
+        raise BuildError("build.sh needs at least one TensorRT version")
+    lines = [
+        "#!/bin/sh",
+        f"# Generated by edgeres {_inert(edgeres_version)} for target {_inert(target)}, "
+        f"TensorRT {_inert(', '.join(versions))}.",
+        "# Verifies every file, detects the installed TensorRT ($TRT_VERSION, else trtexec's banner, else dpkg)",
+        "# and runs the trtexec command for it; `edgeres compile .` does the same and writes model.plan.json.",
+        "set -eu",
+        'cd "$(dirname "$0")"',
+    ]
+    if sha256:
+        lines += ["sha256sum -c - <<'EOF'", *(f"{digest}  {name}" for name, digest in sorted(sha256.items())), "EOF"]
+    lines += [_DETECT, 'case "$found" in']
+    seen: set[tuple[int, int]] = set()
+    for v in versions:
+        mm = parse_version(v, error=BuildError).major_minor
+        if mm in seen:
+            continue
+        seen.add(mm)
+        argv = trtexec_argv(specs[v], v, trtexec='"$TRTEXEC"')
+        head, *rest = argv
+        pattern = f"{mm[0]}.{mm[1]}|{mm[0]}.{mm[1]}.*"
+        onnx = rest[0].split("=", 1)[1]  # a file name from ONNX_FOR: no shell characters
+        lines.append(f"    {pattern})")
+        lines.append(f'        echo "TensorRT $found: building {onnx} (bundle made for TensorRT {parse_version(v)})"')
+        lines.append("        " + " \\\n            ".join([head, *(shlex.quote(a) for a in rest)]) + " ;;")
+    listed = ", ".join(str(parse_version(v)) for v in versions)  # digits and dots only
+    lines += [
+        "    *)",
+        f"        echo \"error: this bundle is for TensorRT {listed}, found ${{found:-no TensorRT}}; set "
+        "TRT_VERSION=major.minor to choose, or rebuild with edgeres build --trt-version\" >&2",
+        "        exit 1 ;;",
+        "esac",
+        "",
+    ]
+    return "\n".join(lines)

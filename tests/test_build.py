@@ -97,9 +97,14 @@ def test_int8_bundle_for_strongly_typed_tensorrt(tmp_path: Path, weights: Path, 
                  "--calib-data", str(calib_npy), "-o", str(out))
     assert result.exit_code == 0, result.output + result.stderr
     script = (out / "build.sh").read_text()
-    assert "--onnx=model.qdq.fp16.onnx" in script, f"TensorRT 11 builds from the Q/DQ-FP16 model: {script}"
-    assert not any(flag in script for flag in ("--int8", "--fp16", "--calib", "--best")), f"no precision flags: {script}"
-    assert verify_bundle(out).tensorrt_versions == ("11.4.1",), "meant for TensorRT 11.4.1"
+    block11 = script.split("11.4|11.4.*)", 1)[1].split(";;", 1)[0]
+    assert "--onnx=model.qdq.fp16.onnx" in block11, f"TensorRT 11 builds from the Q/DQ-FP16 model: {block11}"
+    assert not any(flag in block11 for flag in ("--int8", "--fp16", "--calib", "--best")), f"no precision flags: {block11}"
+    manifest = verify_bundle(out)
+    # JetPack 7.0/7.1/7.2.0 ship TensorRT 10.x on Thor (targets/jetson-thor.toml), 7.2.2 ships 11.4.1
+    assert manifest.tensorrt_versions == ("10.13.3", "10.16.2", "11.4.1"), manifest.tensorrt_versions
+    assert manifest.onnx_for == {"10.13.3": "model.qdq.onnx", "10.16.2": "model.qdq.onnx",
+                                 "11.4.1": "model.qdq.fp16.onnx"}, manifest.onnx_for
 
 
 @pytest.mark.skipif(not (HAS_CALIBRATE and HAS_REFERENCE), reason="needs edgeres.calibrate.calibrate and edgeres.reference (branches calib, data)")
@@ -194,3 +199,121 @@ def test_engine_path_with_stand_in_tensorrt(tmp_path: Path, weights: Path, monke
     assert not calls[1:], "no engine for a target whose GPU is not here"
 
 
+
+
+# ---- issue 10: the file per TensorRT version, build.sh picking it, DLA, old Jetsons --------------------
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory: pytest.TempPathFactory, weights: Path, calib_npy: Path) -> Path:
+    """An INT8 (Q/DQ) jetson-orin bundle: TensorRT 8.5.2, 8.6.2, 10.3.0 and 11.4.1 listed."""
+    out = tmp_path_factory.mktemp("i8") / "bundle"
+    result = run("build", "--target", "jetson-orin", "--arch", "resnet20", "--weights", str(weights),
+                 "--precision", "int8", "--calib-data", str(calib_npy), "-o", str(out))
+    assert result.exit_code == 0, result.output + result.stderr
+    return out
+
+
+def _stub_path(tmp_path: Path, banner: str | None, dpkg: str | None = None) -> dict[str, str]:
+    """PATH with a stand-in ``trtexec`` that prints ``banner`` for --help (else records its argv), and ``dpkg-query``.
+
+    The banner line is the one trtexec prints first ("&&&& RUNNING TensorRT.trtexec [TensorRT v8502] # ...",
+    NVIDIA-AI-IOT/cuDLA-samples#19 log of TensorRT 8.5.2).
+    """
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    say = f'echo "&&&& RUNNING TensorRT.trtexec [TensorRT v{banner}] # trtexec $*"' if banner else 'echo "usage"'
+    (bin_dir / "trtexec").write_text(
+        "#!/bin/sh\n"
+        f'if [ "${{1:-}}" = "--help" ]; then {say}; exit 0; fi\n'
+        'printf "%s\\n" "$@" > "$ARGS_OUT"\n')
+    (bin_dir / "dpkg-query").write_text(f"#!/bin/sh\necho '{dpkg}'\n" if dpkg else "#!/bin/sh\nexit 1\n")
+    for p in bin_dir.iterdir():
+        p.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("TRTEXEC", "TRT_VERSION")}
+    return {**env, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ARGS_OUT": str(tmp_path / "args.txt")}
+
+
+@pytest.mark.parametrize("banner, dpkg, version", [
+    ("8502", None, "8.5.2"), ("8602", None, "8.6.2"), ("100300", None, "10.3.0"), ("110401", None, "11.4.1"),
+    (None, "10.3.0.30-1+cuda12.6", "10.3.0"),  # no banner: dpkg's libnvinfer-bin version
+])
+def test_build_sh_picks_the_file_of_the_installed_tensorrt(int8_bundle: Path, tmp_path: Path, banner: str | None,
+                                                           dpkg: str | None, version: str) -> None:
+    import subprocess
+
+    manifest = verify_bundle(int8_bundle)
+    assert manifest.onnx_for == {"8.5.2": "model.qdq.trt8.onnx", "8.6.2": "model.qdq.trt8.onnx",
+                                 "10.3.0": "model.qdq.onnx", "11.4.1": "model.qdq.fp16.onnx"}, manifest.onnx_for
+    env = _stub_path(tmp_path, banner, dpkg)
+    done = subprocess.run(["sh", str(int8_bundle / "build.sh")], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, f"build.sh for {version}: {done.stdout}{done.stderr}"
+    args = (tmp_path / "args.txt").read_text().split()
+    assert f"--onnx={manifest.onnx_for[version]}" in args, f"TensorRT {version} builds {manifest.onnx_for[version]}: {args}"
+    strongly = version.startswith("11.")
+    assert ("--int8" in args) != strongly and ("--fp16" in args) != strongly, f"precision flags per version: {args}"
+    assert ("--skipInference" in args) == (version != "8.5.2"), f"8.5 has --buildOnly, 8.6+ --skipInference: {args}"
+
+
+def test_build_sh_refuses_a_version_it_is_not_for(int8_bundle: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    env = _stub_path(tmp_path, "9300")  # NV_TENSORRT_VERSION of 9.3.0
+    done = subprocess.run(["sh", str(int8_bundle / "build.sh")], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and not (tmp_path / "args.txt").exists(), f"nothing run: {done.stdout}{done.stderr}"
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "found 9.3.0" in lines[0] and "8.5.2, 8.6.2, 10.3.0, 11.4.1" in lines[0], done.stderr
+    forced = subprocess.run(["sh", str(int8_bundle / "build.sh")], capture_output=True, text=True,
+                            env={**env, "TRT_VERSION": "8.6"})
+    assert forced.returncode == 0 and "--onnx=model.qdq.trt8.onnx" in (tmp_path / "args.txt").read_text(), forced.stderr
+
+
+@pytest.mark.skipif(not HAS_CALIBRATE, reason="needs edgeres.calibrate.calibrate")
+def test_dla_bundle_is_implicit_int8_with_static_shapes_and_a_fallback_report(tmp_path: Path, weights: Path,
+                                                                              calib_npy: Path) -> None:
+    out = tmp_path / "dla"
+    result = run("build", "--target", "jetson-orin", "--arch", "resnet20", "--weights", str(weights),
+                 "--calib-data", str(calib_npy), "--dla-core", "1", "--batch", "2", "-o", str(out))
+    assert result.exit_code == 0, result.output + result.stderr
+    manifest = verify_bundle(out)
+    assert manifest.int8_mode == "calibrator" and "rule dla-implicit-int8" in result.stderr, result.stderr
+    assert (manifest.min_batch, manifest.opt_batch, manifest.max_batch) == (2, 2, 2), "min = opt = max on DLA"
+    assert manifest.onnx_for == {"8.5.2": "model.onnx", "8.6.2": "model.onnx", "10.3.0": "model.onnx"}, manifest.onnx_for
+    assert "left out TensorRT 11.4.1: rule dla-qdq-placement-11" in result.stderr, f"11.4 left out, why: {result.stderr}"
+    script = (out / "build.sh").read_text()
+    for flag in ("--onnx=model.onnx", "--int8", "--calib=calib.cache", "--useDLACore=1", "--allowGPUFallback",
+                 "--minShapes=input:2x1x32x32", "--maxShapes=input:2x1x32x32"):
+        assert flag in script, f"{flag} in build.sh"
+    assert "--onnx=model.qdq" not in script, "DLA before TensorRT 11 never builds a Q/DQ model"
+    ops = {f["op"] for f in manifest.dla_fallback}
+    assert {"GlobalAveragePool", "Gemm"} <= ops and not ops & {"Conv", "Relu", "Add"}, f"fallback ops: {ops}"
+    gap = next(f for f in manifest.dla_fallback if f["op"] == "GlobalAveragePool")
+    assert f"DLA -> GPU fallback: {gap['layer']} (GlobalAveragePool)" in result.stderr, "printed in the build output"
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--dla-core", "0", "--max-batch", "8"], ["rule dla-static-shapes", "1/1/8", "--batch N"]),
+    (["--dla-core", "0", "--int8-mode", "qdq"], ["rule dla-implicit-int8", "drop --int8-mode qdq"]),
+    (["--dla-core", "0", "--trt-version", "11.4.1"], ["rule dla-qdq-placement-11", "--trt-version 10.3.0"]),
+    (["--dla-core", "0", "--precision", "fp32"], ["rule dla-precision", "fp16 or int8"]),
+])
+def test_refused_dla_builds_name_the_rule(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+    out = tmp_path / "out"
+    assert_refused(run("build", "--target", "jetson-orin", *args, "-o", str(out)), out, *needles)
+
+
+@pytest.mark.parametrize("target", ["jetson-nano", "jetson-tx2"])
+def test_old_jetson_bundle_is_opset_13_and_finishes_with_build_sh(tmp_path: Path, weights: Path, target: str) -> None:
+    import onnx
+
+    out = tmp_path / target
+    result = run("build", "--target", target, "--arch", "resnet20", "--weights", str(weights), "-o", str(out))
+    assert result.exit_code == 0, result.output + result.stderr
+    model = onnx.load(str(out / "model.onnx"))
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    assert opset == 13, f"TensorRT 8.2's parser documents opset <= 13, bundle has {opset}"
+    assert verify_bundle(out).onnx_for == {"8.2.1": "model.onnx"}, "FP16 from the FP32 ONNX with --fp16"
+    assert f"sh {out}/build.sh" in result.output and "edgeres compile" not in result.output, result.output
+    script = (out / "build.sh").read_text()
+    assert "8.2|8.2.*)" in script and "--workspace=" in script and "--fp16" in script, script

@@ -88,3 +88,20 @@ def test_build_sh_verifies_then_runs_trtexec(tmp_path: Path) -> None:
     bad = subprocess.run(["sh", str(out / "build.sh")], capture_output=True, text=True, env=env)
     assert bad.returncode != 0 and "model.onnx" in bad.stdout + bad.stderr, "build.sh stops on a changed file"
     assert not (out / "args.txt").exists(), "trtexec not run after a failed check"
+
+
+def test_onnx_for_round_trips_and_older_manifests_still_read(tmp_path: Path) -> None:
+    out = _bundle(tmp_path)
+    data = json.loads((out / MANIFEST).read_text())
+    assert "onnx_for" not in data and "dla_fallback" not in data, "empty new fields are left out of the manifest"
+    assert load_manifest(out).onnx_for is None, "a manifest without onnx_for reads (older bundles)"
+    data["onnx_for"] = {"8.6.2": "model.qdq.trt8.onnx", "10.3.0": "model.qdq.onnx"}
+    data["dla_fallback"] = [{"layer": "/fc/Gemm", "op": "Gemm", "reason": "r", "source": "s", "certainty": "unconfirmed"}]
+    (out / MANIFEST).write_text(json.dumps(data))
+    manifest = load_manifest(out)
+    assert manifest.onnx_for == data["onnx_for"] and manifest.dla_fallback[0]["op"] == "Gemm", "new fields read back"
+    assert json.loads(manifest_json(manifest))["onnx_for"] == data["onnx_for"], "and are written again"
+    data["onnx_for"] = ["model.onnx"]
+    (out / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="onnx_for must map"):
+        load_manifest(out)

@@ -163,6 +163,7 @@ LAYERS: dict[str, int] = {
     "edgeres.reference": 2, "edgeres.data": 2, "edgeres.evaluate": 2, "edgeres.precision": 2,
     # 3: INT8 calibration (ONNX + data only), target profiles, trtexec command lines, bundles
     "edgeres.calibrate": 3, "edgeres.targets": 3, "edgeres.trtexec": 3, "edgeres.bundle": 3,
+    "edgeres.trt_rules": 3, "edgeres.dla_lint": 3,
     # 4: the model-to-ONNX front end, the TensorRT adapter, deployment configs from a bundle's facts
     "edgeres.pipeline": 4, "edgeres.trt": 4, "edgeres.deploy": 4,
     # 5: the device preflight, serving

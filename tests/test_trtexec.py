@@ -8,6 +8,8 @@ The command lines are not executed: no TensorRT here.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import subprocess
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edgeres.errors import BuildError
-from edgeres.tensorrt_version import parse_version
+from edgeres.tensorrt_version import TensorRTVersion, parse_version
 from edgeres.trtexec import TRTEXEC_FLAGS, TrtexecSpec, build_script, flag_supported, trtexec_argv
 
 DOCUMENTED = json.loads((Path(__file__).parent / "data" / "trtexec_documented_flags.json").read_text())["versions"]
@@ -43,9 +45,16 @@ SPECS = [
     TrtexecSpec("fp16", SHAPE, max_batch=8, opt_batch=4),
     TrtexecSpec("int8", SHAPE, int8_mode="qdq", max_batch=8),
     TrtexecSpec("int8", SHAPE, int8_mode="calibrator", max_batch=8),
-    TrtexecSpec("int8", SHAPE, int8_mode="qdq", dla_core=1, max_batch=8),
+    TrtexecSpec("int8", SHAPE, int8_mode="calibrator", dla_core=1, min_batch=8, opt_batch=8, max_batch=8),
     TrtexecSpec("fp16", SHAPE, dla_core=0, gpu_fallback=False),
 ]
+
+
+def _refused(spec: TrtexecSpec, v: TensorRTVersion) -> bool:
+    """What edgeres.trt_rules refuses: no DLA in this version, implicit INT8 on 11 (or a cache edgeres cannot write)."""
+    no_dla = spec.dla_core is not None and not ((8, 0) <= v < (10, 8) or v >= (11, 4))
+    calibrator = spec.int8_mode == "calibrator" and not ((8, 5) <= v < (11, 0))
+    return no_dla or calibrator
 
 
 @pytest.mark.parametrize("version, branch", sorted(FIELD_VERSIONS.items()))
@@ -53,10 +62,8 @@ SPECS = [
 def test_every_generated_flag_is_documented(version: str, branch: str, spec: TrtexecSpec) -> None:
     documented = set(DOCUMENTED[branch]["build_model_system_inference_options"])
     v = parse_version(version)
-    if (spec.dla_core is not None and not ((8, 0) <= v < (10, 8))) or (
-        v >= (11, 0) and spec.int8_mode == "calibrator"
-    ):
-        with pytest.raises(BuildError):
+    if _refused(spec, v):
+        with pytest.raises(BuildError, match="^rule "):
             trtexec_argv(spec, version)
         return
     argv = trtexec_argv(spec, version)
@@ -87,10 +94,20 @@ def test_workspace_and_skip_flags_by_version() -> None:
 
 
 def test_shapes_and_dla() -> None:
-    argv = trtexec_argv(TrtexecSpec("int8", SHAPE, int8_mode="qdq", min_batch=1, opt_batch=4, max_batch=16, dla_core=1), "10.3.0")
+    argv = trtexec_argv(TrtexecSpec("int8", SHAPE, int8_mode="qdq", min_batch=1, opt_batch=4, max_batch=16), "10.3.0")
     assert "--minShapes=input:1x1x28x28" in argv and "--optShapes=input:4x1x28x28" in argv, f"shapes: {argv}"
     assert "--maxShapes=input:16x1x28x28" in argv, f"max shape: {argv}"
-    assert "--useDLACore=1" in argv and "--allowGPUFallback" in argv, f"DLA flags: {argv}"
+    dla = TrtexecSpec("int8", SHAPE, int8_mode="calibrator", min_batch=4, opt_batch=4, max_batch=4, dla_core=1)
+    argv = trtexec_argv(dla, "10.3.0")
+    assert {"--onnx=model.onnx", "--int8", "--calib=calib.cache", "--useDLACore=1", "--allowGPUFallback"} <= set(argv), (
+        f"DLA INT8 is implicit calibration from model.onnx + calib.cache: {argv}")
+    assert {"--minShapes=input:4x1x28x28", "--maxShapes=input:4x1x28x28"} <= set(argv), f"static DLA shapes: {argv}"
+    with pytest.raises(BuildError, match="^rule dla-implicit-int8: .*drop --int8-mode qdq"):
+        trtexec_argv(dataclasses.replace(dla, int8_mode="qdq"), "8.6.2")
+    with pytest.raises(BuildError, match="^rule dla-static-shapes: DLA profile min/opt/max batch 1/4/4"):
+        trtexec_argv(dataclasses.replace(dla, min_batch=1), "10.3.0")
+    with pytest.raises(BuildError, match="^rule dla-qdq-placement-11: .*--trt-version 10.3.0"):
+        trtexec_argv(dataclasses.replace(dla, int8_mode="qdq"), "11.4.1")
     with pytest.raises(BuildError, match="no DLA support"):
         trtexec_argv(TrtexecSpec("fp16", SHAPE, dla_core=0), "11.1.0")
     assert "--useDLACore=0" in trtexec_argv(TrtexecSpec("fp16", SHAPE, dla_core=0), "11.4.1"), "DLA back in 11.4"

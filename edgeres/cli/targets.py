@@ -9,12 +9,18 @@ import click
 @click.option("--targets-dir", type=click.Path(file_okay=False), default=None,
               help="Folder of your own *.toml profiles, added to (and overriding) the shipped ones.")
 @click.option("--sources", "show_sources", is_flag=True, help="Also print where each profile's facts come from.")
-def targets(targets_dir: str | None, show_sources: bool) -> None:
+@click.option("--rules", "show_rules", is_flag=True,
+              help="List the TensorRT rules per version that build and compile check (id, versions, fix, source).")
+def targets(targets_dir: str | None, show_sources: bool, show_rules: bool) -> None:
     """List the device target profiles for `edgeres build --target`."""
     from rich.console import Console
     from rich.table import Table
 
+    if show_rules:
+        _print_rules()
+        return
     from edgeres.targets import list_targets
+    from edgeres.tensorrt_version import SUPPORTED
 
     profiles = list_targets(targets_dir)
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -28,6 +34,11 @@ def targets(targets_dir: str | None, show_sources: bool) -> None:
             ", ".join(t.variants) or "-",
         )
     Console(width=200, soft_wrap=True).print(table)
+    old = [t.name for t in profiles if not any(SUPPORTED["adapter"].contains(v) for v in t.tensorrt_versions)]
+    if old:
+        click.echo(f"\n{', '.join(old)}: TensorRT 8.2 and Python 3.6 only (JetPack 4.6.x). Build the bundle here; on the "
+                   "device finish with its build.sh (trtexec): edgeres itself needs TensorRT >= 8.5 and Python >= 3.10 "
+                   "(rule edgeres-needs-8.5; bundles are exported at ONNX opset 13, rule onnx-opset-8.2).")
     if show_sources:
         for t in profiles:
             click.echo(f"\n{t.name} ({t.path}):")
@@ -35,3 +46,15 @@ def targets(targets_dir: str | None, show_sources: bool) -> None:
                 click.echo(f"  {url}")
             for field, note in t.provenance.items():
                 click.echo(f"  {field}: {note}")
+
+
+def _print_rules() -> None:
+    """The rule table (edgeres.trt_rules), one block per rule."""
+    from edgeres.trt_rules import rules_table
+
+    for row in rules_table():
+        checked = "checked" if row["checked"] else "implemented by its table"
+        click.echo(f"{row['id']}  [TensorRT {row['versions']}, {row['severity']}, {checked}]")
+        click.echo(f"  rule:   {row['rule']}")
+        click.echo(f"  fix:    {row['fix']}")
+        click.echo(f"  source: {row['source']}")
