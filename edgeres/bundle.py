@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgeres._io import atomic_dir, sha256_file
+from edgeres._io import OUTPUT_MARKER, atomic_dir, sha256_file
 from edgeres.errors import BundleError
 
 BUNDLE_FORMAT = "edgeres-bundle/1"
@@ -37,6 +37,7 @@ FILE_ROLES = {
     "calib.cache": "TensorRT INT8 calibration cache (implicit calibration, TensorRT <= 10)",
     "calib_report.json": "calibration report: INT8 vs FP32 accuracy, per-layer scales",
     "build.sh": "the equivalent trtexec command, verifying these hashes first",
+    OUTPUT_MARKER: "marker: this folder is an `edgeres build` output (edgeres._io.output_dir)",
 }
 
 

@@ -194,6 +194,12 @@ def reference_dataset(split: str, *, size: int | None = None, seed: int = 0) -> 
     return load_dataset(f"{REFERENCE_PREFIX}{split}", None, size=size, seed=seed, require_labels=True)
 
 
+def source_path(source: str | os.PathLike[str]) -> Path | None:
+    """The file or folder a data source reads (``file.npz#split`` -> ``file.npz``); None for ``reference:`` sources."""
+    text = os.fspath(source)
+    return None if text.startswith(REFERENCE_PREFIX) else _split_source(text)[0]
+
+
 def _split_source(text: str) -> tuple[Path, str | None]:
     """``file.npz#split`` -> (file.npz, split); a path that exists as given is never split."""
     path = Path(text)

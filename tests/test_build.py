@@ -156,7 +156,8 @@ def test_existing_foreign_folder_is_never_replaced(tmp_path: Path) -> None:
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     result = run("build", "--target", "jetson-orin", "--precision", "fp16", "-o", str(out))
-    assert result.exit_code == 2 and "not an edgeres build folder" in result.stderr, result.stderr
+    assert result.exit_code == 2 and "not an earlier `edgeres build` output" in result.stderr, result.stderr
+    assert "--force" in result.stderr and str(out) in result.stderr, f"names the folder and --force: {result.stderr}"
     assert (out / "notes.txt").read_text() == "keep me", "the user's folder is untouched"
 
 

@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from edgeres._io import write_bytes_atomic, write_text_atomic
+from edgeres._interrupt import checkpoint
+from edgeres._io import atomic_files
 from edgeres.calibrate.budget import Budget, BudgetOutcome, budget_report, rank_by_sensitivity, search_exclusions
 from edgeres.calibrate.cache import calibration_cache_text, trt_version_code
 from edgeres.calibrate.calibrators import (
@@ -286,6 +287,7 @@ def statistics_from_dataset(model: Any, dataset: Any, batch_size: int, progress:
     """Stream ``dataset`` through ``model`` once and histogram every observed activation."""
     with _progress_bar(len(dataset), progress, "calibration statistics") as advance:
         histograms = collect_statistics(model, dataset, batch_size=batch_size, progress=advance)
+    checkpoint("calibrate:statistics")
     fingerprint = dataset.fingerprint() if hasattr(dataset, "fingerprint") else None
     return Statistics(histograms, len(dataset), fingerprint)
 
@@ -388,13 +390,19 @@ def report_text(report: dict[str, Any], timing: dict[str, float] | None) -> str:
 
 
 def write_outputs(out_dir: Path, artifacts: Artifacts, text: str) -> tuple[Path, Path, Path, Path]:
-    """Write (Q/DQ ONNX, onnxruntime Q/DQ ONNX, cache, report), each atomically; returns their paths."""
-    out_dir.mkdir(exist_ok=True)
-    qdq_path = write_bytes_atomic(out_dir / QDQ_NAME, artifacts.qdq_bytes)
-    ort_path = write_bytes_atomic(out_dir / ORT_QDQ_NAME, artifacts.ort_qdq_bytes)
-    cache_path = write_text_atomic(out_dir / CACHE_NAME, artifacts.cache_text)
-    report_path = write_text_atomic(out_dir / REPORT_NAME, text)
-    return qdq_path, ort_path, cache_path, report_path
+    """Write (Q/DQ ONNX, onnxruntime Q/DQ ONNX, cache, report) together; returns their paths.
+
+    The files are staged, then renamed into ``out_dir`` in one step (a new
+    ``out_dir`` appears whole), so an error, a full disk or a signal leaves
+    none of them (:func:`edgeres._io.atomic_files`).
+    """
+    checkpoint("calibrate:write")
+    with atomic_files(out_dir) as staging:
+        (staging / QDQ_NAME).write_bytes(artifacts.qdq_bytes)
+        (staging / ORT_QDQ_NAME).write_bytes(artifacts.ort_qdq_bytes)
+        (staging / CACHE_NAME).write_text(artifacts.cache_text, encoding="utf-8")
+        (staging / REPORT_NAME).write_text(text, encoding="utf-8")
+    return out_dir / QDQ_NAME, out_dir / ORT_QDQ_NAME, out_dir / CACHE_NAME, out_dir / REPORT_NAME
 
 
 def calibrate(

@@ -9,8 +9,10 @@ code 2 (``--debug`` shows the traceback instead).
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 import click
 
@@ -52,16 +54,31 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from edgeres._interrupt import Interrupted, handled_signals
+        from edgeres._io import committed_outputs
+
+        written_before = len(committed_outputs())
         try:
-            return super().invoke(ctx)
+            with handled_signals():  # SIGTERM unwinds like Ctrl-C, so staged outputs are removed
+                return super().invoke(ctx)
         except EdgeresError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_USAGE)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted; no output was written", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            click.echo(f"error: {interrupted_message(signum, committed_outputs()[written_before:])}", err=True)
+            ctx.exit(128 + int(signum))
+
+
+def interrupted_message(signum: int, committed: Sequence[Path]) -> str:
+    """What an interruption left: nothing new, or the outputs renamed into place before it (those that remain)."""
+    name = signal.Signals(signum).name
+    kept = list(dict.fromkeys(str(p) for p in committed if p.exists()))
+    if not kept:
+        return f"interrupted ({name}); no output was written (earlier outputs are unchanged)"
+    return f"interrupted ({name}) after writing {', '.join(kept)}; nothing else was written"
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -29,10 +29,12 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--from-cache", type=click.Path(dir_okay=False), default=None,
               help="Migrate: build OUT/model.qdq.onnx from this TensorRT calibration cache and --onnx (no calibration).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="FP32 ONNX model for --from-cache.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing OUT that is not an earlier calibrate output (never one holding an input).")
 def calibrate(arch: str | None, weights: str | None, calib_data: str | None, method: str, percentile: float,
               calib_size: int | None, eval_data: str | None, max_accuracy_drop: float | None,
               min_agreement: float | None, trt_version: str, batch_size: int, seed: int, out_dir: str, quiet: bool,
-              from_cache: str | None, onnx_path: str | None) -> None:
+              from_cache: str | None, onnx_path: str | None, force: bool) -> None:
     """Calibrate a model for INT8; with no arguments, the shipped reference model and data."""
     from pathlib import Path
 
@@ -42,10 +44,12 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
     if from_cache is not None or onnx_path is not None:
         if from_cache is None or onnx_path is None:
             raise CalibrationError("--from-cache and --onnx go together (a TensorRT cache and the FP32 ONNX it was made for)")
+        from edgeres._io import output_dir
         from edgeres.calibrate.cache import qdq_file_from_cache
 
-        path = qdq_file_from_cache(onnx_path, from_cache, Path(out_dir) / "model.qdq.onnx")
-        click.echo(f"wrote {path} from {from_cache}")
+        with output_dir(out_dir, "calibrate", inputs=(onnx_path, from_cache), force=force) as staging:
+            qdq_file_from_cache(onnx_path, from_cache, staging / "model.qdq.onnx")
+        click.echo(f"wrote {Path(out_dir) / 'model.qdq.onnx'} from {from_cache}")
         return
 
     what = "the reference model" if arch is None and weights is None else arch
@@ -53,7 +57,7 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
         result = calibrate_model(
             arch, weights, calib_data, out_dir, calib_size=calib_size, eval_source=eval_data, seed=seed,
             method=method, percentile=percentile, trt_version=trt_version, max_accuracy_drop=max_accuracy_drop,
-            min_agreement=min_agreement, batch_size=batch_size, progress=not quiet,
+            min_agreement=min_agreement, batch_size=batch_size, progress=not quiet, force=force,
         )
     if not quiet:
         click.echo(result.table)
