@@ -129,3 +129,31 @@ def test_timing_false_writes_no_wall_times_and_is_byte_identical(model_path, tmp
     assert untimed == {k: v for k, v in json.loads((tmp_path / "t" / OUTPUTS[2]).read_text()).items() if k != "timing"}, (
         "timing=False changes nothing but the timing key"
     )
+
+
+def test_labels_beyond_the_model_are_refused_before_any_budget(model_path, tmp_path) -> None:
+    """Evaluation labels are checked against the ONNX model's output classes (10) before accuracy or a budget."""
+    data = tiny_dataset(16)
+    out = tmp_path / "out"
+    for labels, needle in ((np.full(16, 10), "[10, 10]"), (np.full(16, 2**64 - 1, np.uint64), "18446744073709551615"),
+                           (-np.ones(16, np.int64), "[-1, -1]")):
+        with pytest.raises(DataError, match="the model has 10 classes") as caught:
+            calibrate(model_path, data, out, eval_dataset=ArrayDataset(data.images, labels), max_accuracy_drop=1.0,
+                      progress=False)
+        assert needle in str(caught.value), f"the message gives the labels' range: {caught.value}"
+        assert not out.exists(), "nothing is written"
+    with pytest.raises(DataError, match="the model has 10 classes"):
+        calibrate(model_path, ArrayDataset(data.images, np.full(16, 12)), out, progress=False)  # labels of the calibration data
+
+
+def test_cli_refuses_npz_labels_beyond_the_model(tmp_path) -> None:
+    from edgeres.reference import reference_data_path
+
+    with np.load(reference_data_path()) as ref:
+        images = ref["test_images"][:8]
+    np.savez(tmp_path / "e.npz", images=images, labels=np.full(8, 2**64 - 1, np.uint64))
+    result = CliRunner().invoke(cli, ["calibrate", "--eval-data", str(tmp_path / "e.npz"), "--max-accuracy-drop", "1",
+                                      "--quiet", "-o", str(tmp_path / "o")])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and "18446744073709551615" in errors[0], result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists(), "one line, no output"

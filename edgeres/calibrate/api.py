@@ -125,6 +125,11 @@ class _Evaluator:
         self.reference = run_onnx(model, dataset, batch_size=batch_size)
         if not np.isfinite(self.reference).all():
             raise CalibrationError("FP32 model produces NaN/Inf logits on the evaluation data")
+        if self.labels is not None:  # before any accuracy (or budget) is computed on them
+            from edgeres.evaluate import check_labels
+
+            where = getattr(dataset, "source", None) or "evaluation data"
+            self.labels = check_labels(self.labels, int(self.reference.reshape(len(self.reference), -1).shape[1]), str(where))
 
     def logits(self, proto: Any, limit: int | None = None) -> np.ndarray:
         from edgeres.evaluate import onnx_session
