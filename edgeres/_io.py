@@ -350,15 +350,15 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 
 def inputs_inside(folder: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None]) -> list[str]:
-    """The ``inputs`` (real paths, links resolved) that are ``folder`` or lie inside it."""
+    """The existing ``inputs`` (real paths, links resolved) that are ``folder`` or lie inside it."""
     real = _real(folder)
-    return [os.fspath(i) for i in inputs if i is not None and _is_within(_real(i), real)]
+    return [os.fspath(i) for i in inputs if i is not None and os.path.lexists(i) and _is_within(_real(i), real)]
 
 
 def check_not_input(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None]) -> None:
-    """Refuse an output file that is one of the command's inputs (``-o`` naming the weights)."""
+    """Refuse an output file that is one of the command's existing inputs (``-o`` naming the weights), links resolved."""
     real = _real(path)
-    same = [os.fspath(i) for i in inputs if i is not None and _real(i) == real]
+    same = [os.fspath(i) for i in inputs if i is not None and os.path.exists(i) and _real(i) == real]
     if same:
         raise OutputPathError(f"output {path} is an input of this command ({same[0]}); choose another output path")
 

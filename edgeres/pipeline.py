@@ -223,9 +223,10 @@ def export_model(arch: str | None, weights: str | os.PathLike[str] | None, path:
                  seed: int = 0, input_size: int | None = None, batch: int | None = None, opset: int | None = None,
                  fold: bool = True) -> tuple[FrontEnd, "ExportReport"]:
     """arch/weights/seed -> folded ONNX at ``path``: :func:`front_end`, then :func:`onnx_from_folded`."""
-    from edgeres._io import check_writable_parent
+    from edgeres._io import check_not_input, check_writable_parent
 
     check_writable_parent(path)
+    check_not_input(path, [weights])  # -o naming the weights would replace them
     made = front_end(arch, weights, seed=seed, input_size=input_size, fold=fold)
     return made, onnx_from_folded(made.folded, path, made.example, batch=batch, opset=opset)
 
