@@ -247,12 +247,15 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = True) -> Itera
             if token is not None:
                 _interrupt.unregister(token)
 
+    in_body = False  # an OSError of the caller's own (a missing input) passes through as it is
     try:
         with deferred():
             tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
             token = _interrupt.register(lambda: _remove(Path(str(tmp))))
         os.chmod(tmp, 0o777 & ~_umask())
+        in_body = True
         yield tmp
+        in_body = False
         checkpoint("atomic_dir:staged")
         with deferred():
             _replace_folder(tmp, path)
@@ -260,7 +263,7 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = True) -> Itera
             _interrupt.unregister(token)
     except OSError as exc:
         cleanup()
-        if exc.errno in _WRITE_ERRNOS:
+        if not in_body or exc.errno in _WRITE_ERRNOS:
             raise OutputPathError(f"cannot write folder {path}: {_why(exc)}") from exc
         raise
     except BaseException:
@@ -296,12 +299,15 @@ def atomic_files(folder: str | os.PathLike[str]) -> Iterator[Path]:
             if token is not None:
                 _interrupt.unregister(token)
 
+    in_body = False  # an OSError of the caller's own (a missing input) passes through as it is
     try:
         with deferred():
             staging = Path(tempfile.mkdtemp(prefix=".edgeres-staging.", suffix=".tmp", dir=folder))
             token = _interrupt.register(lambda: _remove(Path(str(staging))))
         os.chmod(staging, 0o777 & ~_umask())
+        in_body = True
         yield staging
+        in_body = False
         checkpoint("atomic_files:staged")
         with deferred():
             for item in sorted(staging.iterdir()):
@@ -311,7 +317,7 @@ def atomic_files(folder: str | os.PathLike[str]) -> Iterator[Path]:
             _interrupt.unregister(token)
     except OSError as exc:
         cleanup()
-        if exc.errno in _WRITE_ERRNOS:
+        if not in_body or exc.errno in _WRITE_ERRNOS:
             raise OutputPathError(f"cannot write into {folder}: {_why(exc)}") from exc
         raise
     except BaseException:

@@ -15,7 +15,10 @@ Sources:
       recipe normalizes (uint8 NHW is accepted for 1-channel models). The file
       is memory-mapped, so memory stays bounded by one batch. No labels.
     * ``.npz``: images under ``images`` or ``x``, optional labels under
-      ``labels`` or ``y``; same two layouts. ``file.npz#split`` reads
+      ``labels`` or ``y`` (integer class indices of the recipe's ``num_classes``,
+      checked in their own dtype before the int64 cast, so a huge uint64 cannot
+      wrap; an ImageFolder may not have more class folders than the model has
+      classes); same two layouts. ``file.npz#split`` reads
       ``split_images`` and ``split_labels`` instead. An ``.npz`` member cannot be
       memory-mapped: the chosen samples are held in memory (use ``.npy`` for
       large sets).

@@ -32,6 +32,8 @@ import pytest
 
 import edgeres
 
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only: the cases are forked processes")
+
 CLI = [sys.executable, "-c", "from edgeres.cli import main; main()"]
 ROOT = Path(edgeres.__file__).resolve().parent.parent
 BUILD = ["build", "--target", "jetson-orin", "--precision", "fp16"]
