@@ -54,6 +54,7 @@ class Interrupted(KeyboardInterrupt):
 
 class _State:
     active = False  # handled_signals() is installed
+    over = False  # the command has ended (see command_over())
     depth = 0  # nesting of deferred()
     pending: int | None = None  # signal received inside deferred()
     cleanups: dict[int, Callable[[], None]] = {}
@@ -61,10 +62,18 @@ class _State:
 
 
 def _handler(signum: int, frame: Any) -> None:
+    if _State.over:
+        return  # the command's outputs are final; the process is about to exit anyway
     if _State.depth > 0:
         _State.pending = _State.pending or signum
         return
     raise Interrupted(signum)
+
+
+def command_over() -> None:
+    """From now until :func:`handled_signals` ends, SIGINT/SIGTERM are ignored: the command has finished
+    (its outputs are complete, or its error is being reported), so a late signal changes nothing."""
+    _State.over = True
 
 
 def pending() -> int | None:
@@ -120,6 +129,7 @@ def handled_signals() -> Iterator[None]:
     for s in previous:
         signal.signal(s, _handler)
     _State.active = True
+    _State.over = False
     try:
         yield
     except BaseException:
@@ -127,6 +137,7 @@ def handled_signals() -> Iterator[None]:
         raise
     finally:
         _State.active = False
+        _State.over = False
         _State.pending = None
         for s, handler in previous.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -54,13 +55,16 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from edgeres._interrupt import Interrupted, handled_signals
+        from edgeres._interrupt import Interrupted, command_over, handled_signals
         from edgeres._io import committed_outputs
 
         written_before = len(committed_outputs())
         try:
             with handled_signals():  # SIGTERM unwinds like Ctrl-C, so staged outputs are removed
-                return super().invoke(ctx)
+                try:
+                    return super().invoke(ctx)
+                finally:
+                    command_over()  # outputs are final now: a late signal must not cut the report short
         except EdgeresError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -92,5 +96,19 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    cli.main(args=argv, prog_name="edgeres")
+    """Console-script entry point.
+
+    The whole run, click's own start and end included, is inside
+    :func:`edgeres._interrupt.handled_signals`; as a program (``argv`` None) a
+    signal arriving once the command is over no longer changes the exit status
+    (the outputs are final), also while the interpreter shuts down.
+    """
+    from edgeres._interrupt import handled_signals
+
+    try:
+        with handled_signals():
+            cli.main(args=argv, prog_name="edgeres")
+    finally:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, signal.SIG_IGN)
