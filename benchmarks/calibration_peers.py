@@ -10,7 +10,8 @@ Workloads:
       (``load_sample_images``); calibration and evaluation crops are disjoint draws.
       It has no labels: agreement with FP32 and logits SQNR only.
 
-Methods: edgeres (entropy, max, percentile 99.99, mse); onnxruntime ``quantize_static``
+Methods: edgeres (entropy, max, percentile 99.99, mse; ``mse+classifier`` also quantizes the
+classifier Gemm, which edgeres leaves unquantized by default); onnxruntime ``quantize_static``
 (QDQ, per-channel, symmetric INT8 activations and weights; MinMax and Entropy with
 their defaults); NVIDIA ModelOpt ONNX PTQ (``modelopt.onnx.quantization.quantize``,
 int8, entropy and max, CPU EP) from a separate venv if it installs and runs; why not
@@ -67,13 +68,15 @@ def child_edgeres(model_path: str, calib: str, out: str, method: str, batch_size
     from edgeres.calibrate.stats import collect_statistics
 
     images = np.load(calib, mmap_mode="r")
+    method, _, extra = method.partition("+")  # "mse+classifier": also quantize the classifier Gemm
+    options = {"quantize_classifier": extra == "classifier"}
     start = time.perf_counter()
     model = onnx.load(model_path)
     hists = collect_statistics(model, _Arrays(images), batch_size=batch_size)
     scales = {n: scale_from_amax(compute_amax(h, method)) for n, h in hists.items()}
-    onnx.save(qdq_model(model, scales), out)
+    onnx.save(qdq_model(model, scales, **options), out)
     calib_s = time.perf_counter() - start
-    onnx.save(qdq_model(model, scales, placement="onnxruntime"), out.replace(".onnx", ".ort.onnx"))
+    onnx.save(qdq_model(model, scales, placement="onnxruntime", **options), out.replace(".onnx", ".ort.onnx"))
     return {"calib_s": calib_s}
 
 
@@ -247,7 +250,7 @@ def latencies_ms(models: dict[str, Path], sample: np.ndarray, rounds: int, iters
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-METHODS = [("edgeres", "entropy"), ("edgeres", "max"), ("edgeres", "percentile"), ("edgeres", "mse"),
+METHODS = [("edgeres", "entropy"), ("edgeres", "max"), ("edgeres", "percentile"), ("edgeres", "mse"), ("edgeres", "mse+classifier"),
            ("onnxruntime", "minmax"), ("onnxruntime", "entropy"), ("modelopt", "entropy"), ("modelopt", "max")]
 
 

@@ -247,6 +247,7 @@ def calibrate_model(
     min_agreement: float | None = None,
     batch_size: int = 32,
     progress: bool = True,
+    quantize_classifier: bool = False,
     force: bool = False,
 ) -> "CalibrationResult":
     """Front end (``arch`` + ``weights``, or the reference model) -> ``out_dir/model.onnx`` -> :func:`calibrate`.
@@ -286,7 +287,7 @@ def calibrate_model(
         checkpoint("calibrate:model_onnx")
         result = calibrate(model_path, dataset, staging, method=method, percentile=percentile, trt_version=trt_version,
                            eval_dataset=eval_dataset, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
-                           batch_size=batch_size, progress=progress)
+                           batch_size=batch_size, progress=progress, quantize_classifier=quantize_classifier)
     return _moved(result, staging, out_dir)
 
 

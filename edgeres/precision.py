@@ -9,6 +9,10 @@ at each end) so callers feed and read float32 as before.
 (ModelProto in, new ModelProto out); :func:`write_fp16_onnx` is the file edge.
 Scope: the ops of image classifiers (conv, pooling, elementwise, Gemm,
 shape ops, Q/DQ); a graph with any other op is refused rather than guessed at.
+
+Not verified here (no TensorRT): that TensorRT 11 builds these graphs; the
+positive-scale rule is checked against the 10.1 parser source (see
+:data:`FP16_SMALLEST_SUBNORMAL`) and with onnxruntime only.
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ FP16_SAFE_OPS = frozenset({
 })
 # Q/DQ with FP16 scales/inputs needs opset 19 (float16 was added to QuantizeLinear/DequantizeLinear there)
 QDQ_FP16_MIN_OPSET = 19
+# Smallest FP16 subnormal (2**-24). A scale below it becomes 0 in FP16 and TensorRT's 10/11 ONNX parser
+# asserts "Scale coefficients must all be positive" (onnx/onnx-tensorrt 10.1-GA onnxOpImporters.cpp,
+# QuantDequantLinearHelper, the isFp16() branch). Clamped as ModelOpt 0.47 does: nonzero values below it
+# become it (modelopt/onnx/autocast/precisionconverter.py _convert_initializer_data, smallest_subnormal;
+# zero Q/DQ scales: modelopt/onnx/quantization/qdq_utils.py replace_zero_scale_with_smallest_nonzero,
+# np.float16(6e-08)). Unlike ModelOpt, a negative non-scale value keeps its sign.
+FP16_SMALLEST_SUBNORMAL = float(np.finfo(np.float16).smallest_subnormal)
 
 
 def _onnx() -> Any:
@@ -59,7 +70,12 @@ def fp16_model_from_fp32(model: Any, *, keep_io_types: bool = True) -> Any:
     become Casts to FLOAT16, and (when ``keep_io_types``) a Cast after each FP32
     input and before each FP32 output keeps the graph's I/O in FP32 with the
     same names. Q/DQ scales become FP16 too, which needs opset >= 19; the
-    opset is raised to 19 when the graph holds Q/DQ nodes.
+    opset is raised to 19 when the graph holds Q/DQ nodes. Scales are clamped
+    to at least :data:`FP16_SMALLEST_SUBNORMAL`, other tiny constants likewise
+    (as ModelOpt does), and pre-quantized INT8 weights are re-quantized with
+    the FP16-rounded scale of their DequantizeLinear, so the FP16 graph states
+    the weights nearest to the FP32 Q/DQ model's (unchanged whenever the scale
+    is a normal FP16 number: then ``|q * (s32/s16 - 1)| <= 127 * 2**-11 < 1/2``).
 
     Raises:
         ExportError: the graph holds an op outside :data:`FP16_SAFE_OPS`.
@@ -78,9 +94,15 @@ def fp16_model_from_fp32(model: Any, *, keep_io_types: bool = True) -> Any:
         for o in out.opset_import:
             if o.domain in ("", "ai.onnx"):
                 o.version = QDQ_FP16_MIN_OPSET
+    scale_names = {n.input[1] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 1}
+    requantized = _int8_weights_for_fp16_scales(graph)
     for i, init in enumerate(graph.initializer):
-        if init.data_type == TensorProto.FLOAT:
-            graph.initializer[i].CopyFrom(numpy_helper.from_array(_to_fp16(numpy_helper.to_array(init)), init.name))
+        if init.name in requantized:
+            graph.initializer[i].CopyFrom(numpy_helper.from_array(requantized[init.name], init.name))
+        elif init.data_type == TensorProto.FLOAT:
+            array = numpy_helper.to_array(init)
+            fp16 = fp16_scales(array) if init.name in scale_names else _to_fp16(array)
+            graph.initializer[i].CopyFrom(numpy_helper.from_array(fp16, init.name))
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == TensorProto.FLOAT:
@@ -141,7 +163,44 @@ def _to_fp16(array: np.ndarray) -> np.ndarray:
             f"a constant holds {float(np.nanmax(np.abs(array))):.3g}, beyond FP16's range ({finite_max:.0f}); "
             "this model cannot be stated in FP16"
         )
+    tiny = (array != 0) & (np.abs(array) < FP16_SMALLEST_SUBNORMAL)
+    array = np.where(tiny, np.copysign(FP16_SMALLEST_SUBNORMAL, array), array)
     return array.astype(np.float16)
+
+
+def fp16_scales(scales: np.ndarray) -> np.ndarray:
+    """Q/DQ scales as FP16, never 0: clamped to [smallest subnormal, FP16 max] (see :data:`FP16_SMALLEST_SUBNORMAL`)."""
+    clamped = np.clip(np.asarray(scales, dtype=np.float64), FP16_SMALLEST_SUBNORMAL, float(np.finfo(np.float16).max))
+    return clamped.astype(np.float16)
+
+
+def _int8_weights_for_fp16_scales(graph: Any) -> dict[str, np.ndarray]:
+    """INT8 weight initializer -> its values re-quantized with the FP16 scale of the DequantizeLinear reading it.
+
+    The FP32 Q/DQ model states the weight ``q * s32``; the FP16 model can only scale by ``s16 =
+    fp16_scales(s32)``, so the INT8 values become ``clip(rint(q * s32 / s16), -127, 127)`` (TensorRT's
+    documented INT8 weight range), per output channel along the DequantizeLinear's axis.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    out: dict[str, np.ndarray] = {}
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 2:
+            continue
+        q_init, s_init = inits.get(node.input[0]), inits.get(node.input[1])
+        if q_init is None or s_init is None or q_init.data_type != TensorProto.INT8 or s_init.data_type != TensorProto.FLOAT:
+            continue
+        q = numpy_helper.to_array(q_init).astype(np.float64)
+        s32 = numpy_helper.to_array(s_init).astype(np.float64)
+        s16 = fp16_scales(s32).astype(np.float64)
+        if s32.ndim:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % q.ndim
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            s32, s16 = s32.reshape(shape), s16.reshape(shape)
+        out[q_init.name] = np.clip(np.rint(q * s32 / s16), -127, 127).astype(np.int8)
+    return out
 
 
 def write_fp16_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, qdq: bool = False) -> Path:

@@ -54,6 +54,12 @@ class PlanSidecar:
     target: str | None = None
     recipe: dict[str, Any] | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Execution contexts (docs/runtime.md "Threads"; rules: edgeres.tensorrt_version.CONTEXT_RULES).
+    # optimization_profiles: identical profiles built, one per context that may run at once where contexts
+    # cannot share a profile (TensorRT 8.5). profile_sharing: contexts may share profile 0 (8.6 engines
+    # built with PreviewFeature.PROFILE_SHARING_0806; always from 9.0). None: an older sidecar without it.
+    optimization_profiles: int = 1
+    profile_sharing: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

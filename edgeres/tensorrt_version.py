@@ -212,3 +212,73 @@ STRONGLY_TYPED_SINCE: tuple[int, int] = (11, 0)  # 11.0 removed the FP16/INT8 bu
 def strongly_typed(version: VersionLike) -> bool:
     """TensorRT 11+: no precision builder flags; precision comes from the ONNX."""
     return parse_version(version) >= STRONGLY_TYPED_SINCE
+
+
+# ---- execution contexts and optimization profiles ---------------------------------------------------
+# How concurrent execution contexts of one engine get an optimization profile, per release, as the
+# headers say (NVIDIA/TensorRT include/NvInferRuntime.h and NvInfer.h on each release branch; line numbers
+# at release/8.5 68b5072f, release/8.6 a0215c1a, release/10.0 ccf11997). It
+# matters only for engines with dynamic input shapes: "If the associated CUDA engine does not have
+# inputs with dynamic shapes, this method need not be called, in which case the default profile index
+# of 0 will be used" (setOptimizationProfileAsync, every release).
+
+@dataclasses.dataclass(frozen=True)
+class ContextRule:
+    """Profile assignment for the execution contexts of one range of releases.
+
+    ``sharing``: ``"never"`` (each context in concurrent use needs its own profile),
+    ``"preview"`` (contexts may share a profile only if the engine was built with
+    ``PreviewFeature.PROFILE_SHARING_0806``), ``"always"`` (every context gets profile 0).
+    """
+
+    since: tuple[int, int]
+    until: tuple[int, int] | None
+    sharing: str
+    source: str
+
+    def contains(self, version: VersionLike) -> bool:
+        v = parse_version(version)
+        return v >= self.since and (self.until is None or v < self.until)
+
+
+CONTEXT_RULES: tuple[ContextRule, ...] = (
+    ContextRule((8, 5), (8, 6), "never",
+                "NvInferRuntime.h release/8.5 l.1589-1591 (ICudaEngine::createExecutionContext): 'each execution "
+                "context in concurrent use must use a separate optimization profile. The first execution context "
+                "created will call setOptimizationProfile(0) implicitly. For other execution contexts, "
+                "setOptimizationProfile() must be called with unique profile index'; l.2508-2510 "
+                "(getOptimizationProfile): -1 until set, 'all calls to enqueueV2()/enqueueV3()/executeV2() will fail'"),
+    ContextRule((8, 6), (9, 0), "preview",
+                "NvInferRuntime.h release/8.6 l.1754-1757: 'The execution context created will call "
+                "setOptimizationProfile(0) implicitly if there are no other execution contexts assigned to "
+                "optimization profile 0'; l.2798-2802: -1 otherwise; NvInfer.h release/8.6 l.9038-9042: "
+                "kPROFILE_SHARING_0806 'Allows optimization profiles to be shared across execution contexts. "
+                "This flag defaults to false'"),
+    ContextRule((9, 0), None, "always",
+                "NvInferRuntime.h release/10.0 l.2532-2535 (createExecutionContext): 'The newly created execution "
+                "context will be assigned optimization profile 0'; NvInfer.h release/10.0 l.8429-8433: "
+                "kPROFILE_SHARING_0806 'The default value for this flag is on and can not be changed' "
+                "(8.6's header l.1757: 'default all optimization profiles to 0 starting in TensorRT 9.0')"),
+)
+
+
+def context_rule(version: VersionLike) -> ContextRule:
+    """The :data:`CONTEXT_RULES` entry of ``version`` (TensorRTVersionError before 8.5)."""
+    for rule in CONTEXT_RULES:
+        if rule.contains(version):
+            return rule
+    raise TensorRTVersionError(f"TensorRT {version}: expected 8.5 or later for execution contexts by tensor name")
+
+
+def needs_profile_sharing_feature(version: VersionLike) -> bool:
+    """Whether a build must enable ``PreviewFeature.PROFILE_SHARING_0806`` for contexts to share profile 0 (8.6)."""
+    return context_rule(version).sharing == "preview"
+
+
+def contexts_share_profiles(version: VersionLike, built_with_sharing: bool | None) -> bool:
+    """Whether concurrent contexts of a dynamic-shape engine may all use profile 0 on ``version``.
+
+    ``built_with_sharing``: the sidecar's ``profile_sharing`` (None: not recorded, treated as False).
+    """
+    sharing = context_rule(version).sharing
+    return sharing == "always" or (sharing == "preview" and bool(built_with_sharing))

@@ -7,6 +7,11 @@ engine's bookkeeping: shapes set per call, addresses bound, copies ordered on
 the stream, results collected before buffers are reused, one context per
 thread, graphs replayed, everything freed by close(). The real TensorRT API
 surface is checked separately against the real bindings (conformance tests).
+
+Execution contexts and optimization profiles follow each version's header
+(NVIDIA/TensorRT include/NvInferRuntime.h; line numbers at release/8.5 68b5072f,
+release/8.6 a0215c1a, release/10.0 ccf11997), independently of edgeres' own
+rule table so that a wrong table fails here; see :data:`PROFILE_RULES`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import enum
 import itertools
 import threading
 import types
+import weakref
 from typing import Any, Callable
 
 import numpy as np
@@ -175,14 +181,72 @@ class _DataType:
 _ORT_TO_TRT = {"tensor(float)": "FLOAT", "tensor(float16)": "HALF", "tensor(int64)": "INT64", "tensor(int32)": "INT32"}
 
 
+# version range -> how a new context gets its profile and who may select a profile, as the header says:
+#  "first":  8.5, NvInferRuntime.h l.1589-1591: "each execution context in concurrent use must use a separate
+#            optimization profile. The first execution context created will call setOptimizationProfile(0)
+#            implicitly. For other execution contexts, setOptimizationProfile() must be called with unique
+#            profile index before calling execute or enqueue."
+#  "free0":  8.6, NvInferRuntime.h l.1754-1756: "The execution context created will call
+#            setOptimizationProfile(0) implicitly if there are no other execution contexts assigned to
+#            optimization profile 0"; unique indices unless built with PROFILE_SHARING_0806 (NvInfer.h
+#            l.9038-9042 "Allows optimization profiles to be shared across execution contexts"). The header
+#            does not say that sharing changes the implicit assignment, so here it does not: a sharing
+#            engine's later contexts must select profile 0 themselves.
+#  "all0":   >= 9 (10.x, 11.x), NvInferRuntime.h release/10.0 l.2532-2535: "The newly created execution
+#            context will be assigned optimization profile 0"; profiles are always shared.
+# Every version, getOptimizationProfile (8.5 l.2508-2510, 8.6 l.2798-2800): -1 until set, "and all calls to
+# enqueueV2()/enqueueV3()/executeV2() will fail until a valid profile index has been set"; and
+# setOptimizationProfileAsync "must be called before calling setBindingDimensions()" / "setInputShape()"
+# (8.5 l.2845-2846, 10.0 l.3631-3632), so shapes set without a profile are refused too.
+PROFILE_RULES: tuple[tuple[tuple[int, int], tuple[int, int] | None, str], ...] = (
+    ((8, 5), (8, 6), "first"),
+    ((8, 6), (9, 0), "free0"),
+    ((9, 0), None, "all0"),
+)
+
+
+def profile_rule(version: str) -> str:
+    key = tuple(int(x) for x in version.split(".")[:2])
+    for since, until, rule in PROFILE_RULES:
+        if key >= since and (until is None or key < until):
+            return rule
+    raise AssertionError(f"stand-in: no profile rule for TensorRT {version}")
+
+
 class StandinContext:
-    def __init__(self, engine: "StandinEngine") -> None:
+    def __init__(self, engine: "StandinEngine", profile: int) -> None:
         self.engine = engine
+        self.profile = profile
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.addresses: dict[str, int] = {}
         self.executions = 0
 
+    @property
+    def active_optimization_profile(self) -> int:
+        return self.profile
+
+    def _needs_profile(self, call: str) -> bool:
+        if self.engine.dynamic and self.profile < 0:
+            self.engine.errors.append(f"{call}: no optimization profile selected (getOptimizationProfile() == -1)")
+            return True
+        return False
+
+    def set_optimization_profile_async(self, index: int, stream_handle: int) -> bool:
+        engine = self.engine
+        if not 0 <= int(index) < engine.num_optimization_profiles:
+            engine.errors.append(f"profile {index} out of range 0..{engine.num_optimization_profiles - 1}")
+            return False
+        taken = {c.profile for c in engine.live if c is not self}
+        if not engine.shares_profiles and int(index) in taken:  # "unique profile index"
+            engine.errors.append(f"profile {index} is already used by another execution context")
+            return False
+        self.profile = int(index)
+        self.engine.profile_selections.append(int(index))
+        return True
+
     def set_input_shape(self, name: str, shape: Any) -> bool:
+        if self._needs_profile("set_input_shape"):
+            return False
         shape = tuple(int(d) for d in shape)
         if not 1 <= shape[0] <= self.engine.max_batch:
             return False
@@ -200,6 +264,8 @@ class StandinContext:
         return True
 
     def execute_async_v3(self, stream_handle: int) -> bool:
+        if self._needs_profile("execute_async_v3"):
+            return False
         inputs = {n: self.shapes[n] for n in self.engine.input_names}
         addresses = dict(self.addresses)
 
@@ -220,12 +286,18 @@ class StandinContext:
 
 
 class StandinEngine:
-    def __init__(self, onnx_bytes: bytes, cuda: StandinCuda, max_batch: int) -> None:
+    """An engine built with ``profiles`` identical optimization profiles (and PROFILE_SHARING_0806 if ``sharing``)."""
+
+    def __init__(self, onnx_bytes: bytes, cuda: StandinCuda, max_batch: int, version: str = "10.3.0",
+                 profiles: int = 1, sharing: bool = False) -> None:
         import onnxruntime as ort
 
         self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
         self.cuda = cuda
         self.max_batch = max_batch
+        self.rule = profile_rule(version)
+        self.num_optimization_profiles = int(profiles)
+        self.shares_profiles = self.rule == "all0" or (self.rule == "free0" and sharing)
         self.io: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         self.modes: dict[str, str] = {}
         for arg, mode in [(a, "INPUT") for a in self.session.get_inputs()] + [
@@ -237,7 +309,12 @@ class StandinEngine:
             self.modes[arg.name] = mode
         self.input_names = [n for n, m in self.modes.items() if m == "INPUT"]
         self.output_names = [n for n, m in self.modes.items() if m == "OUTPUT"]
-        self.contexts: list[StandinContext] = []
+        self.dynamic = any(d < 0 for n in self.input_names for d in self.io[n][0])
+        self.contexts: list[StandinContext] = []  # every context created
+        self.live: weakref.WeakSet[StandinContext] = weakref.WeakSet()  # those not yet dropped
+        self.errors: list[str] = []  # what the real library would log as errors
+        self.profile_selections: list[int] = []
+        self.lock = threading.Lock()
 
     @property
     def num_io_tensors(self) -> int:
@@ -257,17 +334,32 @@ class StandinEngine:
         return self.io[name][0]
 
     def get_tensor_profile_shape(self, name: str, profile: int) -> tuple[tuple[int, ...], ...]:
+        assert 0 <= profile < self.num_optimization_profiles, f"profile {profile} of {self.num_optimization_profiles}"
         shape = self.io[name][0]
         return ((1, *shape[1:]), (min(4, self.max_batch), *shape[1:]), (self.max_batch, *shape[1:]))
 
     def create_execution_context(self) -> StandinContext:
-        ctx = StandinContext(self)
-        self.contexts.append(ctx)
+        with self.lock:
+            if self.rule == "all0" or not self.dynamic:
+                profile = 0
+            elif self.rule == "first":
+                profile = 0 if not self.contexts else -1
+            else:  # "free0"
+                profile = -1 if any(c.profile == 0 for c in self.live) else 0
+            ctx = StandinContext(self, profile)
+            self.contexts.append(ctx)
+            self.live.add(ctx)
         return ctx
 
 
-def standin_tensorrt(cuda: StandinCuda, version: str = "10.3.0", max_batch: int = 8) -> types.ModuleType:
-    """A module with the few ``tensorrt`` names TrtEngine uses; plans are ``PLAN_MAGIC + onnx bytes``."""
+def standin_tensorrt(cuda: StandinCuda, version: str = "10.3.0", max_batch: int = 8, profiles: int = 1,
+                     sharing: bool = False) -> types.ModuleType:
+    """A module with the few ``tensorrt`` names TrtEngine uses; plans are ``PLAN_MAGIC + onnx bytes``.
+
+    Engines it deserializes behave as ``version``'s headers say (:data:`PROFILE_RULES`), as if built with
+    ``profiles`` optimization profiles and, where ``sharing``, ``PreviewFeature.PROFILE_SHARING_0806``.
+    ``trt.engines`` lists them.
+    """
     trt = types.ModuleType("tensorrt_standin")
     trt.__version__ = version
 
@@ -295,7 +387,10 @@ def standin_tensorrt(cuda: StandinCuda, version: str = "10.3.0", max_batch: int 
             if not plan.startswith(PLAN_MAGIC):
                 self.logger.log(ILogger.Severity(1), "stand-in: not a plan")
                 return None
-            return StandinEngine(plan[len(PLAN_MAGIC):], cuda, max_batch)
+            engine = StandinEngine(plan[len(PLAN_MAGIC):], cuda, max_batch, version, profiles, sharing)
+            trt.engines.append(engine)
+            return engine
 
+    trt.engines = []
     trt.Runtime = Runtime
     return trt

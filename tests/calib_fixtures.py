@@ -52,3 +52,25 @@ def tiny_dataset(n: int = 48, seed: int = 1, labels: bool = True) -> ArrayDatase
     images = realistic_inputs((n, *SHAPE), seed=seed)
     y = np.random.default_rng(seed).integers(0, 10, n) if labels else None
     return ArrayDataset(images, y)
+
+
+def export_resnet18(path: Path, side: int = 64) -> Path:
+    """torchvision-layout ResNet-18, BN folded, as ONNX at ``side`` x ``side`` (the graph is the same as at 224)."""
+    import torch
+
+    from edgeres.export import export_onnx
+    from edgeres.fold import fold_batchnorm
+    from edgeres.models import create_model
+
+    torch.manual_seed(0)
+    example = torch.randn(2, 3, side, side)
+    export_onnx(fold_batchnorm(create_model("resnet18").eval(), example), path, (1, 3, side, side), check_inputs=example.numpy())
+    return path
+
+
+def export_reference(path: Path) -> Path:
+    """The shipped reference model (CIFAR ResNet-20, option-A shortcuts), BN folded, as ONNX."""
+    from edgeres.pipeline import export_model
+
+    export_model(None, None, path)  # the one front end: arch/weights None is the reference model
+    return path

@@ -13,7 +13,7 @@ from edgeres.cli import cli
 from edgeres.errors import CalibrationError, DataError
 from tests.calib_fixtures import ArrayDataset, export_tiny_resnet, tiny_dataset
 
-OUTPUTS = ("model.qdq.onnx", "calib.cache", "calib_report.json")
+OUTPUTS = ("model.qdq.onnx", "calib.cache", "calib_report.json", "model.qdq.trt8.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def test_outputs_and_reproducibility(model_path, tmp_path) -> None:
     data = tiny_dataset(24)
     a = calibrate(model_path, data, tmp_path / "a", batch_size=24, progress=False, trt_version="8.5.2")
     b = calibrate(model_path, data, tmp_path / "b", batch_size=5, progress=False, trt_version="8.5.2")
-    for name in OUTPUTS[:2]:
+    for name in OUTPUTS[:2] + OUTPUTS[3:]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), f"{name} differs across batch sizes"
     ra, rb = (json.loads((tmp_path / d / OUTPUTS[2]).read_text()) for d in "ab")
     ra.pop("timing"), rb.pop("timing")
@@ -34,7 +34,20 @@ def test_outputs_and_reproducibility(model_path, tmp_path) -> None:
     assert a.ort_qdq_path is not None and a.ort_qdq_path.is_file(), "the onnxruntime-placement model is written too"
     assert a.ort_qdq_path.read_bytes() == (tmp_path / "b" / "model.qdq.ort.onnx").read_bytes(), "ORT variant differs across batch sizes"
     assert (tmp_path / "a" / "calib.cache").read_text().startswith("TRT-8502-EntropyCalibration2\n"), "cache header"
-    assert read_calibration_cache(a.cache_path) == pytest.approx(a.scales), "cache holds the result's scales"
+    import onnx
+
+    from edgeres.calibrate.cache import cache_tensors
+    from edgeres.calibrate.qdq import quantized_activations
+
+    fp32 = onnx.load(str(model_path))
+    cached = read_calibration_cache(a.cache_path)
+    assert list(cached) == cache_tensors(fp32), "the cache lists the graph input and every node output, in graph order"
+    for name in quantized_activations(fp32):
+        assert cached[name] == pytest.approx(a.scales[name]), f"{name}: cache and Q/DQ model disagree"
+    assert set(a.qdq_paths) == {"int8", "fp32"} and a.qdq_paths["fp32"].name == "model.qdq.trt8.onnx", (
+        f"both weight forms are written by default: {a.qdq_paths}"
+    )
+    assert a.report["qdq"]["weight_forms"] == {"int8": "model.qdq.onnx", "fp32": "model.qdq.trt8.onnx"}, "report names the files"
     report = a.report
     for key in ("tensors", "layers", "model", "method", "trt_version_code"):
         assert key in report, f"report lacks {key}"
@@ -57,8 +70,8 @@ def test_budget_leaves_sensitive_layers_out(model_path, tmp_path) -> None:
     assert budget["macs_left_at_higher_precision"] > 0, "cost of the excluded layers must be reported"
     assert budget["met"] == (100 * result.report["model"]["top1_agreement"] >= target), "met flag matches the metrics"
     assert [l["name"] for l in result.report["layers"] if l["precision"] != "int8"] == [
-        l for l in [x["name"] for x in result.report["layers"]] if l in result.excluded_layers
-    ], "excluded layers are marked in the layer table"
+        l for l in [x["name"] for x in result.report["layers"]] if l in result.excluded_layers or l == "/fc/Gemm"
+    ], "excluded layers (and the classifier, unquantized by default) are marked in the layer table"
 
 
 def test_bad_inputs_write_nothing(model_path, tmp_path) -> None:

@@ -88,3 +88,69 @@ def test_cache_to_qdq_and_foreign_cache(tmp_path) -> None:
     foreign.write_text(calibration_cache_text({"some/other/net:0": 0.1, "input": 0.02}))
     with pytest.raises(CalibrationError, match="does not fit this model"):
         qdq_model_from_cache(model, foreign)
+
+
+@pytest.fixture(scope="module", params=["resnet18", "reference"])
+def fp32_model(request, tmp_path_factory):
+    from tests.calib_fixtures import export_reference, export_resnet18
+
+    export = export_resnet18 if request.param == "resnet18" else export_reference
+    return onnx.load(str(export(tmp_path_factory.mktemp(request.param) / "m.onnx")))
+
+
+def test_cache_covers_every_tensor(fp32_model) -> None:
+    from edgeres.calibrate.cache import cache_scales
+    from edgeres.calibrate.qdq import quantized_activations
+    from edgeres.calibrate.stats import observed_tensors
+
+    model = fp32_model
+    observed = observed_tensors(model)
+    scales = {name: 0.001 * (i + 1) for i, name in enumerate(observed)}
+    quantized = quantized_activations(model)
+    cached = cache_scales(model, scales, quantized)
+    every = {model.graph.input[0].name} | {o for n in model.graph.node for o in n.output}
+    assert set(cached) == every, f"cache must list the input and every node output; differs by {sorted(set(cached) ^ every)[:5]}"
+    assert len(cached) > len(observed), "tensors read only by a ReLU are in the cache too"
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+    for name in quantized:
+        assert cached[name] == scales[name], f"{name}: a Q/DQ tensor keeps its Q/DQ scale in the cache"
+    for name, users in consumers.items():
+        if name in cached and users and all(u.op_type == "Relu" for u in users):
+            assert cached[name] == cached[users[0].output[0]], f"{name}: read only by a ReLU, so it takes the ReLU output's scale"
+    pools = [n for n in model.graph.node if n.op_type == "MaxPool"]
+    for pool in pools:
+        assert cached[pool.input[0]] == cached[pool.output[0]], "MaxPool input takes the MaxPool output's (Q/DQ) scale"
+    with pytest.raises(CalibrationError, match="no scale for tensor"):
+        cache_scales(model, {k: v for k, v in scales.items() if k != observed[-1]}, quantized)
+
+
+def test_tensorrt_written_cache_is_read_with_warnings(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from edgeres.cli import cli
+    from edgeres.calibrate.stats import observed_tensors
+
+    onnx_path = export_tiny_resnet(tmp_path / "m.onnx")
+    model = onnx.load(str(onnx_path))
+    scales = {name: 0.01 * (i + 1) for i, name in enumerate(observed_tensors(model))}
+    lines = calibration_cache_text(scales, "8.5.2").splitlines()
+    # as TensorRT writes them: its own unnamed layers, and 0 (unpadded hex) for tensors it never quantizes
+    lines[2:2] = ["(Unnamed Layer* 8) [Constant]_output: 39137939", "(Unnamed Layer* 9) [Shuffle]_output: 0",
+                  "(Unnamed ITensor* 38): 3c3604b4", f"{model.graph.output[0].name}_extra: 0"]
+    text = "\n".join(lines) + "\n"
+    seen: list[str] = []
+    version, _, parsed = parse_calibration_cache(text, "trt.cache", warn=seen.append)
+    assert version == "8.5.2" and parsed == pytest.approx(scales), "skipped entries must not change the real scales"
+    assert len(seen) == 2 and "unnamed layers" in seen[0] and "3 entries" in seen[0] and "scale 0" in seen[1], (
+        f"one warning line per kind expected, got {seen}"
+    )
+    cache = tmp_path / "trt.cache"
+    cache.write_text(text)
+    result = CliRunner().invoke(cli, ["calibrate", "--from-cache", str(cache), "--onnx", str(onnx_path), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, f"a TensorRT-written cache must be accepted: {result.output}"
+    warnings_seen = [ln for ln in result.output.splitlines() if ln.startswith("warning:")]
+    assert len(warnings_seen) == 2, f"one warning per skipped kind on stderr: {warnings_seen}"
+    assert (tmp_path / "o" / "model.qdq.onnx").is_file(), "the Q/DQ model is written"

@@ -1,4 +1,4 @@
-"""Q/DQ placement (TensorRT rules), INT8 weights, and onnxruntime execution."""
+"""Q/DQ placement (TensorRT rules), both weight forms, classifier, shared pairs, and onnxruntime execution."""
 
 from __future__ import annotations
 
@@ -10,11 +10,19 @@ import pytest
 from onnx import numpy_helper
 
 from edgeres.calibrate.calibrators import compute_amax, scale_from_amax
-from edgeres.calibrate.qdq import qdq_model, quantized_activations, residual_add_inputs
+from edgeres.calibrate.qdq import (
+    WEIGHT_FORM_RULES,
+    classifier_nodes,
+    dequantized_weights,
+    qdq_model,
+    quantized_activations,
+    residual_add_inputs,
+    weight_form_for,
+)
 from edgeres.calibrate.stats import collect_statistics
 from edgeres.errors import CalibrationError
 from edgeres.evaluate import onnx_session, run_onnx, sqnr_db
-from tests.calib_fixtures import export_tiny_resnet, tiny_dataset
+from tests.calib_fixtures import export_resnet18, export_tiny_resnet, tiny_dataset
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +39,7 @@ def _producers(model):
 
 def test_tensorrt_placement(calibrated) -> None:
     model, scales = calibrated
-    qdq = qdq_model(model, scales)
+    qdq = qdq_model(model, scales, quantize_classifier=True)
     producers = _producers(qdq)
     inits = {i.name: i for i in qdq.graph.initializer}
     for node in qdq.graph.node:
@@ -93,3 +101,91 @@ def test_exclusion_and_errors(calibrated) -> None:
     with pytest.raises(CalibrationError, match="no calibration scale"):
         qdq_model(model, missing)
     assert onnx_session(qdq) is not None, "Q/DQ model with an excluded layer must load"
+
+
+def _quantize_nodes(qdq):
+    return Counter(n.input[0] for n in qdq.graph.node if n.op_type == "QuantizeLinear")
+
+
+@pytest.fixture(scope="module")
+def resnet18(tmp_path_factory):
+    return onnx.load(str(export_resnet18(tmp_path_factory.mktemp("r18") / "r18.onnx")))
+
+
+def _fake_scales(model):
+    from edgeres.calibrate.stats import observed_tensors
+
+    return {n: 0.001 * (i + 1) for i, n in enumerate(observed_tensors(model))}
+
+
+def test_classifier_left_unquantized_by_default(calibrated) -> None:
+    model, scales = calibrated
+    head = classifier_nodes(model)
+    assert len(head) == 1, f"the tiny ResNet has one classifier Gemm, found {head}"
+    for kwargs, expect_int8 in (({}, False), ({"quantize_classifier": True}, True)):
+        qdq = qdq_model(model, scales, **kwargs)
+        gemm = next(n for n in qdq.graph.node if n.name == head[0])
+        producers = _producers(qdq)
+        int8 = all(i in producers and producers[i].op_type == "DequantizeLinear" for i in gemm.input[:2])
+        assert int8 == expect_int8, f"{kwargs}: classifier input/weight Q/DQ is {int8}, expected {expect_int8}"
+        fc_input = next(n for n in model.graph.node if n.name == head[0]).input[0]
+        assert (fc_input in quantized_activations(model, **kwargs)) == expect_int8, f"{kwargs}: activation list disagrees"
+
+
+def test_one_pair_per_tensor_and_pooling_input(resnet18) -> None:
+    scales = _fake_scales(resnet18)
+    qdq = qdq_model(resnet18, scales)
+    per_tensor = _quantize_nodes(qdq)
+    acts = {t: c for t, c in per_tensor.items() if not t.endswith("weight")}
+    assert acts and set(acts.values()) == {1}, f"each activation must have exactly one QuantizeLinear: {acts}"
+    users = Counter(i for n in qdq.graph.node for i in n.input)
+    shared = [t for t in acts if users[f"{t}_dequantized"] > 1]
+    assert len(shared) >= 3, f"block inputs feed conv1 and the Add (or the downsample) from one DQ; shared: {shared}"
+    gap = next(n for n in qdq.graph.node if n.op_type == "GlobalAveragePool")
+    assert _producers(qdq)[gap.input[0]].op_type == "DequantizeLinear", "GlobalAveragePool must read a quantized input"
+    # TensorRT placement on ResNet-18: input, maxpool, 16 block-internal/-boundary ReLUs... exactly these tensors
+    expected = {t for t in quantized_activations(resnet18)}
+    assert set(acts) == expected, f"Q/DQ tensors differ from quantized_activations: {set(acts) ^ expected}"
+    assert len(expected) == 21, f"ResNet-18 has 21 quantized activations (20 conv inputs incl. 3 downsample outputs, GAP), got {len(expected)}"
+    ort = qdq_model(resnet18, scales, placement="onnxruntime")
+    assert max(_quantize_nodes(ort).values()) > 1, "the onnxruntime placement keeps a dedicated pair per consumer"
+
+
+def test_weight_forms_structure_and_identical_weights(resnet18) -> None:
+    scales = _fake_scales(resnet18)
+    int8 = qdq_model(resnet18, scales, weight_form="int8", quantize_classifier=True)
+    fp32 = qdq_model(resnet18, scales, weight_form="fp32", quantize_classifier=True)
+    for form, qdq in (("int8", int8), ("fp32", fp32)):
+        producers = _producers(qdq)
+        inits = {i.name: i for i in qdq.graph.initializer}
+        for node in qdq.graph.node:
+            if node.op_type not in ("Conv", "Gemm"):
+                continue
+            dq = producers[node.input[1]]
+            assert dq.op_type == "DequantizeLinear", f"{form} {node.name}: weight must pass a DequantizeLinear"
+            src = dq.input[0]
+            if form == "int8":
+                assert src in inits and inits[src].data_type == onnx.TensorProto.INT8, f"int8 {node.name}: DQ must read INT8 weights"
+            else:
+                q = producers[src]
+                assert q.op_type == "QuantizeLinear" and inits[q.input[0]].data_type == onnx.TensorProto.FLOAT, (
+                    f"fp32 {node.name}: weights must be FP32 -> QuantizeLinear -> DequantizeLinear"
+                )
+                axes = {a.name: a.i for a in q.attribute}, {a.name: a.i for a in dq.attribute}
+                assert axes[0] == axes[1] and "axis" in axes[0], f"fp32 {node.name}: Q and DQ need the same axis {axes}"
+    a, b = dequantized_weights(int8), dequantized_weights(fp32)
+    assert set(a) == set(b) and len(a) == 21, f"both forms quantize the same 21 weights: {sorted(set(a) ^ set(b))}"
+    for name in a:
+        assert np.array_equal(a[name], b[name]), f"{name}: the two weight forms dequantize to different values"
+    assert _quantize_nodes(fp32).keys() - _quantize_nodes(int8).keys() == set(a), "fp32 form adds only the weight Q nodes"
+
+
+def test_weight_form_rules() -> None:
+    for version, name in (("8.5.2", "model.qdq.trt8.onnx"), ("8.6.2", "model.qdq.trt8.onnx"),
+                          ("10.3.0", "model.qdq.onnx"), ("11.4.1", "model.qdq.onnx")):
+        assert weight_form_for(version).file_name == name, f"TensorRT {version} must be served by {name}"
+    with pytest.raises(CalibrationError, match="8.5 or newer"):
+        weight_form_for("8.4.1")
+    assert all(rule.source and rule.graph for rule in WEIGHT_FORM_RULES), "every weight-form rule names its source"
+    with pytest.raises(CalibrationError, match="weight form"):
+        qdq_model(onnx.ModelProto(), {}, weight_form="int4")

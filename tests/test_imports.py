@@ -145,3 +145,70 @@ def test_edgeres_has_no_import_cycles() -> None:
         "import cycles in edgeres/ (each group imports itself through the others; move the shared part "
         f"into a lower module): {found}"
     )
+
+
+# ---- the dependency rule (docs/ARCHITECTURE.md): stages depend only downward ------------------------
+
+# Layer of every module, by its first two name parts (``edgeres.calibrate.api`` -> ``edgeres.calibrate``).
+# An import may go to the same or a lower layer, never up. A new module must be given a layer here
+# (the test says so), which is where docs/ARCHITECTURE.md says a new stage or backend goes.
+LAYERS: dict[str, int] = {
+    # 0: facts and primitives every stage may use; no torch, onnx or TensorRT at import
+    "edgeres.errors": 0, "edgeres._io": 0, "edgeres.recipe": 0, "edgeres.resources": 0,
+    "edgeres.tensorrt_version": 0, "edgeres._tensorrt": 0, "edgeres.sidecar": 0, "edgeres._timing": 0, "edgeres._interrupt": 0,
+    # 1: the runtime (on the robot: numpy + onnxruntime or TensorRT) and the model layer (torch)
+    "edgeres.runtime": 1, "edgeres.models": 1, "edgeres.weights": 1, "edgeres.fold": 1,
+    "edgeres.export": 1, "edgeres.info": 1,
+    # 2: data and evaluation, ONNX rewrites
+    "edgeres.reference": 2, "edgeres.data": 2, "edgeres.evaluate": 2, "edgeres.precision": 2,
+    # 3: INT8 calibration (ONNX + data only), target profiles, trtexec command lines, bundles
+    "edgeres.calibrate": 3, "edgeres.targets": 3, "edgeres.trtexec": 3, "edgeres.bundle": 3,
+    # 4: the model-to-ONNX front end, the TensorRT adapter
+    "edgeres.pipeline": 4, "edgeres.trt": 4,
+    # 5: the device preflight
+    "edgeres.doctor": 5,
+    # 6: the on-device build
+    "edgeres.device_build": 6,
+    # 7: host-side build, benchmarks
+    "edgeres.build": 7, "edgeres.bench": 7,
+    # 8: the command line
+    "edgeres.cli": 8,
+}
+
+# Upward edges allowed on purpose, each with its reason.
+ALLOWED_UPWARD: dict[tuple[str, str], str] = {
+    ("edgeres.calibrate", "edgeres.pipeline"): (
+        "deprecated alias: edgeres.calibrate.calibrate_model forwards (with a DeprecationWarning) to "
+        "edgeres.pipeline.calibrate_model, imported only when the old name is used"
+    ),
+}
+
+
+def _layer_key(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_stages_depend_only_downward() -> None:
+    graph = import_graph()
+    unplaced = sorted({_layer_key(m) for m in graph} - set(LAYERS) - {"edgeres"})
+    assert not unplaced, f"give these modules a layer in LAYERS (and a row in docs/ARCHITECTURE.md): {unplaced}"
+    upward = set()
+    for source, targets in graph.items():
+        a = _layer_key(source)
+        if a == "edgeres":  # the package facade: lazy re-exports of the public API
+            continue
+        for target in targets:
+            b = _layer_key(target)
+            if b != "edgeres" and b != a and LAYERS[b] > LAYERS[a]:  # `import edgeres` is for __version__
+                upward.add((a, b))
+    for edge, reason in ALLOWED_UPWARD.items():
+        assert edge in upward, f"allowed upward edge {edge} ({reason}) no longer exists: remove it from ALLOWED_UPWARD"
+    unexpected = sorted(upward - set(ALLOWED_UPWARD))
+    assert not unexpected, f"imports that go up a layer (stage -> later stage): {unexpected}"
+
+
+def test_runtime_depends_on_nothing_of_the_host_side() -> None:
+    graph = import_graph()
+    runtime_imports = {_layer_key(t) for s, ts in graph.items() if s.startswith("edgeres.runtime") for t in ts}
+    host = sorted(b for b in runtime_imports if b != "edgeres.runtime" and LAYERS.get(b, 99) > 0)
+    assert not host, f"edgeres.runtime may import only layer-0 modules, imports {host}"

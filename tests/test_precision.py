@@ -107,3 +107,53 @@ def test_refusals(fp32_onnx: Path, tmp_path: Path) -> None:
     assert out.exists() and out.stat().st_size < fp32_onnx.stat().st_size * 0.6, "FP16 file about half the size"
     again = write_fp16_onnx(fp32_onnx, tmp_path / "again.fp16.onnx")
     assert out.read_bytes() == again.read_bytes(), "conversion is deterministic"
+
+
+def test_fp16_scales_never_underflow_and_weights_use_them(tmp_path: Path) -> None:
+    """A weight channel of zeros, one of tiny values: every FP16 scale stays positive (10/11 parser rule)."""
+    from edgeres.calibrate.qdq import dequantized_weights, qdq_model
+    from edgeres.calibrate.stats import observed_tensors
+    from edgeres.precision import FP16_SMALLEST_SUBNORMAL
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 26 * 26, 3))
+    with torch.no_grad():
+        net[0].weight[0].zero_()  # all-zero channel
+        net[0].weight[1] *= 1e-7  # channel absmax ~1e-8: its FP32 scale ~1e-10 is 0 in FP16
+    path = tmp_path / "tiny.onnx"
+    export_onnx(net.eval(), path, (1, 1, 28, 28))
+    model = onnx.load(str(path))
+    scales = {n: 0.02 for n in observed_tensors(model)}
+    scales["input"] = 1e-9  # an activation scale below FP16's smallest subnormal
+    for form in ("int8", "fp32"):
+        qdq = qdq_model(model, scales, weight_form=form, quantize_classifier=True)
+        raw = {i.name: numpy_helper.to_array(i) for i in qdq.graph.initializer}
+        assert (raw["0.weight_scale"].astype(np.float16) == 0).any(), "the test needs a scale that a plain cast makes 0"
+        fp16 = qdq_fp16_model_from_qdq(qdq)
+        scale_inputs = {n.input[1] for n in fp16.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+        for init in fp16.graph.initializer:
+            if init.name in scale_inputs:
+                values = numpy_helper.to_array(init)
+                assert values.dtype == np.float16 and (values > 0).all(), f"{form} {init.name}: FP16 scales must all be positive"
+                assert values.min() >= np.float16(FP16_SMALLEST_SUBNORMAL), f"{form} {init.name}: clamped at the smallest subnormal"
+        if form == "int8":
+            w32, w16 = dequantized_weights(qdq), dequantized_weights(fp16)
+            name = "0.weight"
+            original = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == name)).astype(np.float64)
+            err32 = np.abs(w16[name].astype(np.float64) - original)
+            assert np.all(w16[name][0] == 0), "the all-zero channel stays zero"
+            assert err32[1].max() <= FP16_SMALLEST_SUBNORMAL / 2 + 1e-12, (
+                f"tiny channel re-quantized with the FP16 scale: error {err32[1].max():.3g} must be within half a step"
+            )
+            normal = [k for k in w32 if k != name]
+            for k in normal:
+                assert np.allclose(w16[k].astype(np.float32), w32[k], rtol=1e-3, atol=1e-6), f"{k}: normal-range weights unchanged"
+        out = _run_any(fp16, np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32))
+        assert np.isfinite(out).all(), f"{form}: the FP16 Q/DQ model must run"
+
+
+def _run_any(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]

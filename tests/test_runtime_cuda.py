@@ -243,3 +243,199 @@ def _round_trip(api) -> None:  # pragma: no cover - needs a GPU
         api.stream_destroy(stream)
         api.free_host(host)
         api.free(dev)
+
+
+# --- call sites against the recorded signatures of cuda-python 11.8, 12.x and 13.x ------------------
+# tests/data/cuda_python_signatures.json was read from the real wheels by tests/tools/cuda_python_signatures.py
+# (see its "made_by"); no download happens here. A fake binding is built from one release's record: each
+# function binds its arguments to that release's parameter list (a mismatch is a TypeError, as the real
+# Cython functions raise) and returns (cudaSuccess, *values) shaped by its recorded returns.
+
+import ctypes  # noqa: E402
+import inspect  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import types  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+SIGNATURES = json.loads((Path(__file__).resolve().parent / "data" / "cuda_python_signatures.json").read_text())
+RELEASES = sorted(SIGNATURES["releases"])
+
+
+class RecordedError(enum.IntEnum):
+    cudaSuccess = 0
+    cudaErrorNotReady = 600
+    cudaErrorStreamCaptureInvalidated = 901
+
+
+def recorded_binding(release: str) -> types.SimpleNamespace:
+    """A fake ``cuda.bindings.runtime`` with exactly ``release``'s recorded functions and enum members."""
+    record = SIGNATURES["releases"][release]
+    rt = types.SimpleNamespace(calls=[], keep=[], release=release)
+    handles = iter(range(0x1000, 1 << 30, 0x10))
+    values = {"count": lambda a: 1, "value": lambda a: 8, "bytes": lambda a: b"recorded binding",
+              "prop": lambda a: types.SimpleNamespace(name=b"Recorded GPU\0\0"), "pErrorNode": lambda a: 0}
+
+    def memory(args):
+        buf = ctypes.create_string_buffer(max(int(args["size"]), 1))
+        rt.keep.append(buf)
+        return ctypes.addressof(buf)
+
+    values.update(devPtr=memory, ptr=memory)
+
+    def make(name, spec):
+        signature = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                       for p in spec["params"]])
+
+        def call(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs).arguments  # TypeError where the release's signature differs
+            rt.calls.append(name)
+            return (RecordedError.cudaSuccess, *(values.get(r, lambda a: next(handles))(bound) for r in spec["returns"]))
+
+        call.__name__ = name
+        call.__signature__ = signature
+        return call
+
+    for name, spec in record["functions"].items():
+        if spec is not None:
+            setattr(rt, name, make(name, spec))
+    for dotted, present in record["members"].items():
+        owner, _, member = dotted.rpartition(".")
+        if not present:
+            continue
+        if not owner:
+            setattr(rt, member, 1)
+        elif owner == "cudaError_t":
+            rt.cudaError_t = RecordedError
+        else:
+            if not hasattr(rt, owner):
+                setattr(rt, owner, types.SimpleNamespace())
+            setattr(getattr(rt, owner), member, len(vars(getattr(rt, owner))))
+    return rt
+
+
+def names_cuda_py_uses() -> set[str]:
+    """Every ``self.rt.<name>`` in edgeres/runtime/cuda.py (plus the attribute members read through a local)."""
+    source = Path(cuda_mod.__file__).read_text()
+    used = set(re.findall(r"self\.rt\.(\w+(?:\.\w+)?)", source))
+    return used | {"cudaDeviceAttr.cudaDevAttrComputeCapabilityMajor", "cudaDeviceAttr.cudaDevAttrComputeCapabilityMinor"}
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_every_name_cuda_py_uses_is_recorded_and_present(release):
+    record = SIGNATURES["releases"][release]
+    for name in names_cuda_py_uses():
+        if name in record["members"]:
+            assert record["members"][name], f"cuda-python {release} lacks {name}"
+        elif any(m.startswith(name + ".") for m in record["members"]):
+            continue  # an enum class read for its (recorded) members
+        else:
+            assert record["functions"].get(name), f"cuda-python {release}: {name} not recorded or absent"
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_every_call_fits_the_recorded_signatures(release):
+    """The whole buffer layer, CUDA graphs included, on each release's signatures (no GPU: a fake from the record)."""
+    rt = recorded_binding(release)
+    api = CudaPythonApi(0, cudart=rt)
+    assert api.compute_capability() == (8, 8) and api.device_name() == "Recorded GPU", "queries"
+    dev, host = api.malloc(64), api.malloc_host(64)
+    stream, event = api.stream_create(), api.event_create()
+    data = np.arange(16, dtype=np.float32)
+    api.memcpy_htod(dev.ptr, data)
+    api.memcpy_htod_async(dev.ptr, host.view(np.float32, (16,)), stream)
+    api.memcpy_dtoh_async(host.view(np.float32, (16,)), dev.ptr, stream)
+    api.event_record(event, stream)
+    assert api.event_query(event), "event done"
+    api.event_synchronize(event)
+    api.stream_wait_event(stream, event)
+    api.stream_synchronize(stream)
+    graph = api.graph_capture(stream, lambda: api.memcpy_htod_async(dev.ptr, data, stream))
+    api.graph_launch(graph, stream)
+    api.graph_destroy(graph)
+    for fn, arg in ((api.event_destroy, event), (api.stream_destroy, stream), (api.free_host, host), (api.free, dev)):
+        fn(arg)
+    functions = SIGNATURES["releases"][release]["functions"]
+    used = {n for n in names_cuda_py_uses() if n in functions} - {"cudaGetErrorString", "cudaGetLastError"}
+    assert used <= set(rt.calls), f"cuda-python {release}: not exercised: {sorted(used - set(rt.calls))}"
+    assert "cudaGraphInstantiate" not in rt.calls, "cudaGraphInstantiate's signature differs between 11.x and 12+"
+
+
+def test_cuda_python_11_instantiate_takes_a_log_buffer():
+    """Why graphs use cudaGraphInstantiateWithFlags: (graph, 0) is a TypeError on 11.x (JetPack 5, CUDA 11.4)."""
+    for release in RELEASES:
+        rt = recorded_binding(release)
+        old_call_fails = False
+        try:
+            rt.cudaGraphInstantiate(1, 0)
+        except TypeError:
+            old_call_fails = True
+        assert old_call_fails == release.startswith("11."), f"cuda-python {release}: cudaGraphInstantiate(graph, 0)"
+        assert rt.cudaGraphInstantiateWithFlags(1, 0)[0] == 0, f"cuda-python {release}: WithFlags(graph, 0)"
+
+
+def test_graph_capture_turns_a_rejected_call_into_cuda_error(monkeypatch):
+    rt = recorded_binding("11.8.3")
+    rt.cudaGraphInstantiateWithFlags = rt.cudaGraphInstantiate  # as if the layer called the 11.x-incompatible form
+    api = CudaPythonApi(0, cudart=rt)
+    with pytest.raises(CudaError, match=r"cuda-python rejected the call"):
+        api.graph_capture(api.stream_create(), lambda: None)
+
+
+def test_failed_enqueue_ends_the_capture_and_clears_the_error():
+    from edgeres.runtime import EngineError
+
+    rt = recorded_binding("13.4.4")
+    api = CudaPythonApi(0, cudart=rt)
+    stream = api.stream_create()
+
+    def enqueue():
+        raise EngineError("TensorRT execute_async_v3 failed")
+
+    with pytest.raises(CudaError, match="the enqueue failed under CUDA graph capture: TensorRT execute_async_v3"):
+        api.graph_capture(stream, enqueue)
+    after = rt.calls[rt.calls.index("cudaStreamBeginCapture"):]
+    assert after == ["cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphDestroy", "cudaGetLastError"], (
+        f"trtexec's endCaptureOnError order expected, got {after}")
+
+
+@needs_cuda_python
+def test_installed_binding_matches_the_recorded_signatures():
+    """The real installed cuda-python (whatever CI installs) has the recorded signatures of its major release."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from edgeres.runtime.cuda import import_cudart
+
+    try:
+        installed = version("cuda-bindings")
+    except PackageNotFoundError:
+        installed = version("cuda-python")
+    same_major = [r for r in RELEASES if r.split(".")[0] == installed.split(".")[0]]
+    if not same_major:
+        pytest.skip(f"cuda-python {installed}: no recorded release of its major version")
+    record = SIGNATURES["releases"][installed if installed in same_major else same_major[-1]]
+    rt = import_cudart()
+    for name, spec in record["functions"].items():
+        real = getattr(rt, name, None)
+        assert (real is None) == (spec is None), f"{name}: presence differs in installed {installed}"
+        if real is not None:
+            params = [p.name for p in inspect.signature(real).parameters.values()]
+            assert params == spec["params"], f"{name}: installed {installed} has {params}, recorded {spec['params']}"
+
+
+def test_pyproject_cuda_extras_match_the_runtime_table():
+    """pyproject's cuda11/12/13 extras and the runtime's install hint name the same ranges; [tensorrt] forces none."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    from edgeres.runtime.cuda import CUDA_PYTHON_FOR_CUDA, INSTALL_CUDA_PYTHON
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    for major, requirement in CUDA_PYTHON_FOR_CUDA.items():
+        assert extras[f"cuda{major}"] == [requirement], f"extra cuda{major}: {extras.get(f'cuda{major}')}"
+        assert requirement in INSTALL_CUDA_PYTHON, f"install hint lacks {requirement}"
+    cuda_python = [r for r in extras["tensorrt"] if r.startswith("cuda-python")]
+    assert cuda_python == ["cuda-python>=11.8"], f"[tensorrt] must accept cuda-python 11.8 (JetPack 5): {cuda_python}"

@@ -242,12 +242,15 @@ def test_one_context_per_thread_and_ended_threads_hand_theirs_on(plan_path, cuda
     errors: list[str] = []
     with open_standin(plan_path, cuda) as e:
         barrier = threading.Barrier(4)
+        all_hold_a_slot = threading.Barrier(4)  # no thread may end (and hand its slot on) before all have one
 
         def work() -> None:
             barrier.wait()
-            for _ in range(25):
+            for i in range(25):
                 if not np.allclose(e.infer(x), expected, rtol=1e-6, atol=1e-6):
                     errors.append("mismatch")
+                if i == 0:
+                    all_hold_a_slot.wait()
 
         threads = [threading.Thread(target=work) for _ in range(4)]
         for t in threads:
@@ -305,3 +308,232 @@ def test_forgotten_close_frees_on_garbage_collection(plan_path, cuda):
     del e
     gc.collect()
     assert not cuda.live_device and not cuda.live_host, "an engine dropped without close() leaked buffers"
+
+
+# --- execution contexts per TensorRT version (stand-in follows each version's header) ------------
+
+from edgeres.runtime.trt_engine import ContextPolicy, context_policy  # noqa: E402
+
+THREADS = 6
+# (TensorRT, profiles built, sidecar profile_sharing, engine built with sharing, contexts allowed (None: any))
+VERSIONS = [
+    pytest.param("8.5.2.2", 1, False, False, 1, id="8.5-one-profile-serialized"),
+    pytest.param("8.5.2.2", 3, False, False, 3, id="8.5-three-profiles"),
+    pytest.param("8.6.2.3", 1, True, True, None, id="8.6-profile-sharing"),
+    pytest.param("8.6.2.3", 1, None, False, 1, id="8.6-old-sidecar-no-sharing"),
+    pytest.param("10.3.0.30", 1, True, False, None, id="10.3"),
+    pytest.param("11.4.0.106", 1, True, False, None, id="11.4"),
+]
+
+
+def versioned_plan(tmp_path, onnx_bytes, version, sharing):
+    import dataclasses
+
+    path = tmp_path / "model.plan"
+    path.write_bytes(PLAN_MAGIC + onnx_bytes)
+    write_sidecar(path, dataclasses.replace(make_sidecar(path.read_bytes(), version=version), profile_sharing=sharing))
+    return path
+
+
+@pytest.mark.parametrize(("version", "profiles", "recorded", "built", "limit"), VERSIONS)
+def test_context_policy_follows_the_version_rules(version, profiles, recorded, built, limit):
+    policy = context_policy(version, recorded, True, tuple(range(profiles)))
+    assert policy.limit == limit, f"TensorRT {version}, {profiles} profile(s), sharing {recorded}: {policy}"
+    selects = [policy.profile_for(i) for i in range(limit or 3)]
+    want = {"8.5": list(range(limit or 3)), "8.6": [0] * 3 if recorded else [0], "10.": [None] * 3, "11.": [None] * 3}
+    assert selects == want[version[:3]], f"TensorRT {version}: contexts select profiles {selects}"
+    static = context_policy(version, recorded, False, (0,))
+    assert static == ContextPolicy(None, None, True, static.reason), "no dynamic shapes: any number of contexts"
+
+
+@pytest.mark.parametrize(("version", "profiles", "recorded", "built", "limit"), VERSIONS)
+def test_threads_infer_concurrently_on_each_version(tmp_path, onnx_bytes, version, profiles, recorded, built, limit):
+    """N threads at once: all succeed; contexts never exceed what the version allows; each has a valid profile."""
+    cuda = StandinCuda((8, 7))
+    trt = standin_tensorrt(cuda, version=version, max_batch=MAX_BATCH, profiles=profiles, sharing=built)
+    inputs = [sample_batch(1 + i % 3, seed=i) for i in range(THREADS)]
+    expected = [reference(onnx_bytes, x) for x in inputs]
+    errors: list[str] = []
+    with Engine(versioned_plan(tmp_path, onnx_bytes, version, recorded), _trt=trt, _cuda=cuda) as e:
+        barrier = threading.Barrier(THREADS)
+        all_ran_once = threading.Barrier(THREADS)  # every thread alive with a context: none can be handed on
+
+        def work(t: int) -> None:
+            try:
+                barrier.wait()
+                for k in range(8):
+                    out = e.infer(inputs[t]) if k % 2 else e.infer_async(inputs[t]).result()
+                    if not np.allclose(out, expected[t], rtol=1e-6, atol=1e-6):
+                        errors.append(f"thread {t} run {k}: wrong output")
+                    if k == 0:
+                        all_ran_once.wait(timeout=60)
+            except Exception as exc:  # reported below
+                errors.append(f"thread {t}: {type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        engine = trt.engines[0]
+        contexts = len(engine.contexts)
+        profiles_in_use = sorted(c.profile for c in engine.live)
+    assert not errors, f"TensorRT {version}: {errors[:3]}"
+    assert not engine.errors, f"TensorRT {version} stand-in logged errors: {engine.errors[:3]}"
+    if limit is None:
+        assert contexts == THREADS, f"TensorRT {version}: expected one context per thread, got {contexts}"
+    else:
+        assert 1 <= contexts <= limit, f"TensorRT {version}: {contexts} contexts, the engine allows {limit}"
+    assert -1 not in profiles_in_use, f"a context ran without an optimization profile: {profiles_in_use}"
+    if limit is not None:
+        assert len(set(profiles_in_use)) == len(profiles_in_use), f"contexts share a profile: {profiles_in_use}"
+
+
+def test_full_pool_makes_threads_wait_not_fail(tmp_path, onnx_bytes):
+    """8.5 with one profile: a second thread waits for the only context and then runs on it."""
+    cuda = StandinCuda((8, 7))
+    trt = standin_tensorrt(cuda, version="8.5.2.2", max_batch=MAX_BATCH, profiles=1)
+    x = sample_batch(2, seed=3)
+    done: list[np.ndarray] = []
+    with Engine(versioned_plan(tmp_path, onnx_bytes, "8.5.2.2", False), _trt=trt, _cuda=cuda) as e:
+        with e._lease():  # this thread holds the only context
+            other = threading.Thread(target=lambda: done.append(e.infer(x)))
+            other.start()
+            other.join(timeout=0.3)
+            assert other.is_alive() and not done, "the second thread must wait while the only context is held"
+        other.join(timeout=30)
+        assert done and np.allclose(done[0], reference(onnx_bytes, x), rtol=1e-6, atol=1e-6), "then it runs"
+        assert len(trt.engines[0].contexts) == 1, "no second context may be created on an 8.5 one-profile engine"
+
+
+def test_threads_waiting_for_a_context_see_close(tmp_path, onnx_bytes):
+    cuda = StandinCuda((8, 7))
+    trt = standin_tensorrt(cuda, version="8.5.2.2", max_batch=MAX_BATCH, profiles=1)
+    failures: list[BaseException] = []
+
+    def wait_then_fail() -> None:
+        try:
+            e.infer(sample_batch(1))
+        except BaseException as exc:
+            failures.append(exc)
+
+    e = Engine(versioned_plan(tmp_path, onnx_bytes, "8.5.2.2", False), _trt=trt, _cuda=cuda)
+    with e._lease():
+        waiter = threading.Thread(target=wait_then_fail)
+        waiter.start()
+        waiter.join(timeout=0.2)
+        assert waiter.is_alive(), "the waiter must be waiting for the only context"
+        e.close()  # while the waiter waits: it must wake and give up, not wait forever
+    waiter.join(timeout=30)
+    assert not waiter.is_alive(), "a thread waiting for a context must wake when the engine closes"
+    assert failures and isinstance(failures[0], EngineClosedError), f"a waiting thread must see close: {failures}"
+
+
+def _two_contexts(e) -> list[BaseException]:
+    """Force a second context: hold the first on this thread while another thread infers."""
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            e.infer(sample_batch(1))
+        except BaseException as exc:
+            errors.append(exc)
+
+    with e._lease():
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(timeout=30)
+    return errors
+
+
+def test_second_context_selects_its_own_profile_on_8_5(tmp_path, onnx_bytes, monkeypatch):
+    """Regression guard: without set_optimization_profile_async the 8.5 stand-in refuses the second context."""
+    cuda = StandinCuda((8, 7))
+    trt = standin_tensorrt(cuda, version="8.5.2.2", max_batch=MAX_BATCH, profiles=2)
+    with Engine(versioned_plan(tmp_path, onnx_bytes, "8.5.2.2", False), _trt=trt, _cuda=cuda) as e:
+        assert _two_contexts(e) == [], "two contexts with profiles 0 and 1 must both run"
+        assert sorted(c.profile for c in trt.engines[0].live) == [0, 1], "each context has its own profile"
+    monkeypatch.setattr(ContextPolicy, "profile_for", lambda self, i: None)  # the regression: no selection
+    trt = standin_tensorrt(cuda, version="8.5.2.2", max_batch=MAX_BATCH, profiles=2)
+    with Engine(versioned_plan(tmp_path, onnx_bytes, "8.5.2.2", False), _trt=trt, _cuda=cuda) as e:
+        errors = _two_contexts(e)
+    assert errors and "refused input" in str(errors[0]), f"without profile selection 8.5 must fail: {errors}"
+
+
+@pytest.mark.parametrize("version", ["8.5.2.2", "8.6.2.3"])
+def test_unbounded_contexts_fail_where_profiles_are_not_shared(tmp_path, onnx_bytes, monkeypatch, version):
+    """Regression guard: treating 8.5/8.6-without-sharing like 10.x (no limit) fails on the stand-in."""
+    from edgeres.runtime import trt_engine
+
+    cuda = StandinCuda((8, 7))
+    monkeypatch.setattr(trt_engine, "context_policy", lambda *a: ContextPolicy(None, None, True, "regression"))
+    trt = standin_tensorrt(cuda, version=version, max_batch=MAX_BATCH, profiles=1)
+    with Engine(versioned_plan(tmp_path, onnx_bytes, version, False), _trt=trt, _cuda=cuda) as e:
+        errors = _two_contexts(e)
+    assert errors, f"TensorRT {version}: a second context without its own profile must fail"
+    assert any("no optimization profile" in m for m in trt.engines[0].errors), trt.engines[0].errors
+
+
+def test_8_6_sharing_claimed_but_not_built_fails(tmp_path, onnx_bytes):
+    """Regression guard for the builder: an 8.6 plan whose sidecar says sharing but which was built without
+    PROFILE_SHARING_0806 cannot give a second context profile 0 (NvInfer.h 8.6: the flag defaults to false)."""
+    cuda = StandinCuda((8, 7))
+    trt = standin_tensorrt(cuda, version="8.6.2.3", max_batch=MAX_BATCH, profiles=1, sharing=False)
+    with Engine(versioned_plan(tmp_path, onnx_bytes, "8.6.2.3", True), _trt=trt, _cuda=cuda) as e:
+        errors = _two_contexts(e)
+    assert errors and "refused optimization profile 0" in str(errors[0]), f"expected a refusal, got {errors}"
+    assert "already used by another execution context" in " ".join(trt.engines[0].errors), trt.engines[0].errors
+
+
+def test_10_x_contexts_get_profile_0_without_selecting(tmp_path, onnx_bytes):
+    cuda = StandinCuda((8, 7))
+    trt = standin_tensorrt(cuda, version="10.3.0.30", max_batch=MAX_BATCH)
+    with Engine(versioned_plan(tmp_path, onnx_bytes, "10.3.0.30", True), _trt=trt, _cuda=cuda) as e:
+        assert _two_contexts(e) == [], "two contexts on 10.x"
+        engine = trt.engines[0]
+        assert [c.profile for c in engine.live] == [0, 0], "NvInferRuntime.h 10.0: every new context gets profile 0"
+        assert engine.profile_selections == [], "nothing to select on 10.x"
+
+
+# --- CUDA graphs: capture after a synchronized plain run, one warning on failure --------------------
+
+
+def test_stream_is_synchronized_before_capture(plan_path, cuda):
+    queued: list[int] = []
+    real_capture = cuda.graph_capture
+
+    def capture(stream, enqueue):
+        queued.append(len(cuda.streams[stream]))
+        return real_capture(stream, enqueue)
+
+    cuda.graph_capture = capture
+    with open_standin(plan_path, cuda, cuda_graph=True) as e:
+        e.infer(sample_batch(2))
+    assert queued == [0], f"work was still queued on the stream when capture began: {queued} (trtexec synchronizes)"
+
+
+def test_failed_capture_falls_back_with_one_warning(plan_path, cuda, onnx_bytes):
+    from edgeres.runtime import CudaError, CudaGraphWarning
+
+    attempts: list[int] = []
+
+    def broken_capture(stream, enqueue):
+        attempts.append(stream)
+        raise CudaError("cudaStreamBeginCapture failed: expected cudaSuccess, received cudaErrorNotSupported (801)")
+
+    cuda.graph_capture = broken_capture
+    x = sample_batch(3, seed=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with open_standin(plan_path, cuda, cuda_graph=True) as e:
+            outs = [e.infer(x) for _ in range(3)]
+            t = threading.Thread(target=lambda: outs.append(e.infer(x)))  # another slot: no second warning
+            t.start()
+            t.join()
+            outs.append(e.infer(sample_batch(1)))  # another shape: no new attempt
+    graph_warnings = [w for w in caught if issubclass(w.category, CudaGraphWarning)]
+    assert len(graph_warnings) == 1, f"expected one CudaGraphWarning, got {[str(w.message) for w in graph_warnings]}"
+    assert "without CUDA graphs" in str(graph_warnings[0].message), graph_warnings[0].message
+    assert len(attempts) == 1, f"capture must not be retried after it failed: {len(attempts)} attempts"
+    for out in outs[:4]:
+        np.testing.assert_allclose(out, reference(onnx_bytes, x), rtol=1e-6, atol=1e-6, err_msg="plain fallback result")

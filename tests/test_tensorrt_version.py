@@ -123,3 +123,32 @@ def test_module_is_pure():
     code = "import sys, edgeres.tensorrt_version, edgeres._tensorrt; print(sorted(m for m in ('tensorrt', 'torch', 'onnx', 'numpy', 'click') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"the version module and the shims must import nothing heavy: {out}"
+
+
+@pytest.mark.parametrize(("version", "sharing", "preview", "shared_unbuilt", "shared_built"), [
+    ("8.5.2.2", "never", False, False, False),     # JetPack 5.1: separate profile per concurrent context
+    ("8.6.2.3", "preview", True, False, True),     # JetPack 6.0: PROFILE_SHARING_0806 opt-in
+    ("8.6.1", "preview", True, False, True),       # the 8.6 pip wheel reports three parts
+    ("10.3.0.30", "always", False, True, True),    # JetPack 6.1/6.2: every context gets profile 0
+    ("11.4.0.106", "always", False, True, True),
+])
+def test_context_rules_per_release(version, sharing, preview, shared_unbuilt, shared_built):
+    from edgeres.tensorrt_version import context_rule, contexts_share_profiles, needs_profile_sharing_feature
+
+    assert context_rule(version).sharing == sharing, f"TensorRT {version}: {context_rule(version)}"
+    assert needs_profile_sharing_feature(version) is preview, f"TensorRT {version}: preview feature"
+    assert contexts_share_profiles(version, None) is shared_unbuilt, f"TensorRT {version}: unrecorded sidecar"
+    assert contexts_share_profiles(version, False) is shared_unbuilt, f"TensorRT {version}: built without sharing"
+    assert contexts_share_profiles(version, True) is shared_built, f"TensorRT {version}: built with sharing"
+    assert "NvInfer" in context_rule(version).source, "each rule cites the header it follows"
+
+
+def test_context_rules_cover_every_supported_release_without_gaps():
+    from edgeres.tensorrt_version import CONTEXT_RULES, MIN_ADAPTER, TensorRTVersionError, context_rule
+
+    assert CONTEXT_RULES[0].since == MIN_ADAPTER, "rules start where the adapter's support starts"
+    for before, after in zip(CONTEXT_RULES, CONTEXT_RULES[1:]):
+        assert before.until == after.since, f"gap or overlap between {before.since} and {after.since}"
+    assert CONTEXT_RULES[-1].until is None, "the last rule is open-ended"
+    with pytest.raises(TensorRTVersionError, match="expected 8.5 or later"):
+        context_rule("8.4.3")

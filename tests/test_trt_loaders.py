@@ -226,3 +226,50 @@ def test_timing_cache_without_or_with_a_broken_stamp_is_not_reused(tmp_path):
     assert loaders.timing_cache_bytes(path, "10.3.0") is None, "unreadable stamp: unknown version"
     assert loaders.timing_cache_bytes(path) == b"from an older edgeres or trtexec", "no version given: unchecked read"
     assert loaders.timing_cache_bytes(tmp_path / "none.cache", "10.3.0") is None, "no cache yet"
+
+
+@pytest.mark.parametrize(("version", "preview_enum", "dynamic", "want"), [
+    ("8.5.2.2", False, True, loaders.ContextProfiles(count=3, sharing=False, preview_feature=False)),
+    ("8.5.2.2", False, False, loaders.ContextProfiles(count=1, sharing=False, preview_feature=False)),
+    ("8.6.2.3", True, True, loaders.ContextProfiles(count=1, sharing=True, preview_feature=True)),
+    ("10.3.0.30", True, True, loaders.ContextProfiles(count=1, sharing=True, preview_feature=False)),
+    ("11.4.0.106", False, True, loaders.ContextProfiles(count=1, sharing=True, preview_feature=False)),
+])
+def test_context_profiles_per_version(tmp_path, version, preview_enum, dynamic, want):
+    """8.5 builds one profile per concurrent context; 8.6 enables PROFILE_SHARING_0806; from 9.0 contexts share."""
+    caps = dataclasses.replace(make_caps(int(version.split(".")[0])), version=version, profile_sharing_preview=preview_enum)
+    got = loaders.context_profiles(settings(tmp_path, concurrent_contexts=3), caps, dynamic)
+    assert got == want, f"TensorRT {version} (dynamic={dynamic}): {got}, expected {want}"
+
+
+def test_config_builds_one_profile_per_context_on_8_5(tmp_path, monkeypatch):
+    """config_from_settings on an 8.5-like module: N identical profiles, no preview feature (8.5 has none)."""
+    import types
+
+    calls: list = []
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def __getattr__(self, attr):
+            return lambda *a: calls.append((f"{self.name}.{attr}", a)) or Recorder(attr)
+
+        def __setattr__(self, attr, value):
+            if attr == "name":
+                object.__setattr__(self, attr, value)
+            else:
+                calls.append((f"{self.name}.{attr}=", (value,)))
+
+    fake = types.SimpleNamespace(__version__="8.5.2.2", MemoryPoolType=types.SimpleNamespace(WORKSPACE=0),
+                                 BuilderFlag=types.SimpleNamespace(FP16=1, INT8=2))
+    network = types.SimpleNamespace(num_inputs=1, num_outputs=0,
+                                    get_input=lambda i: types.SimpleNamespace(name="input", shape=(-1, 3, 8, 8)))
+    caps = dataclasses.replace(make_caps(8), version="8.5.2.2", timing_cache=False)
+    monkeypatch.setattr(loaders, "require_tensorrt", lambda: fake)
+    loaders.config_from_settings(Recorder("builder"), network,
+                                 settings(tmp_path, concurrent_contexts=3, min_batch=1, opt_batch=2, max_batch=4), caps)
+    added = [c for c in calls if c[0].endswith("add_optimization_profile")]
+    shapes = [c[1] for c in calls if c[0] == "create_optimization_profile.set_shape"]
+    assert len(added) == 3 and len(set(shapes)) == 1, f"expected 3 identical profiles, got {len(added)}: {shapes}"
+    assert not [c for c in calls if "preview" in c[0]], "8.5 has no PROFILE_SHARING_0806 to set"

@@ -23,6 +23,8 @@ def settings(tmp_path: Path, **kw) -> EngineSettings:
     ({"dla_core": 0, "precision": "fp32"}, "DLA runs only FP16 or INT8"),
     ({"precision": "int8", "int8_mode": "calibrator"}, "needs calibration data or an existing calibration cache"),
     ({"workspace_bytes": 1000}, "at least 1 MiB"),
+    ({"concurrent_contexts": 0}, r"concurrent_contexts must be 1\.\.16, received 0"),
+    ({"concurrent_contexts": 17}, r"concurrent_contexts must be 1\.\.16, received 17"),
 ])
 def test_check_settings_refuses(tmp_path, kw, match):
     with pytest.raises(BuildError, match=match):

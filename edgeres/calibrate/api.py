@@ -1,8 +1,10 @@
 """``calibrate``: FP32 ONNX + calibration data -> Q/DQ ONNX, TensorRT cache and report.
 
 One streaming statistics pass feeds both outputs: the Q/DQ model (explicit
-quantization, TensorRT 8.6 to 11 and onnxruntime) and the calibration cache
-(implicit INT8 and the DLA on TensorRT 8.5 to 10.x). Outputs are assembled in
+quantization and onnxruntime; ``model.qdq.onnx`` with INT8 weights for TensorRT
+10+, ``model.qdq.trt8.onnx`` with FP32 weights and Q/DQ for 8.5/8.6, see
+``edgeres.calibrate.qdq.WEIGHT_FORM_RULES``) and the calibration cache, which
+lists every tensor (implicit INT8 and the DLA on TensorRT 8.5 to 10.x). Outputs are assembled in
 memory and written atomically at the end: a failure leaves none of them.
 
 :func:`calibrate` runs these steps, each a function named for what it makes from what:
@@ -24,14 +26,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from edgeres._interrupt import checkpoint
 from edgeres._io import atomic_files
 from edgeres.calibrate.budget import Budget, BudgetOutcome, budget_report, rank_by_sensitivity, search_exclusions
-from edgeres.calibrate.cache import calibration_cache_text, trt_version_code
+from edgeres.calibrate.cache import cache_scales, calibration_cache_text, trt_version_code
 from edgeres.calibrate.calibrators import (
     CALIBRATORS,
     DEFAULT_METHOD,
@@ -41,12 +43,15 @@ from edgeres.calibrate.calibrators import (
     scale_from_amax,
 )
 from edgeres.calibrate.qdq import qdq_model, qdq_summary, quantizable_layers, quantized_activations, weighted_nodes
+from edgeres.calibrate.qdq import unquantized_layers, weight_form_rule
 from edgeres.calibrate.report import LayerErrorAccumulator, format_table, json_safe, layer_macs, layer_rows, tensor_rows
 from edgeres.calibrate.stats import check_input_shape, collect_statistics, observed_tensors, session_with_outputs
 from edgeres.errors import CalibrationError, DataError, OutputPathError
 from edgeres.tensorrt_version import DEFAULT_TENSORRT
 
-QDQ_NAME = "model.qdq.onnx"
+QDQ_NAME = weight_form_rule("int8").file_name  # model.qdq.onnx: INT8 weights, TensorRT 10+
+QDQ_TRT8_NAME = weight_form_rule("fp32").file_name  # model.qdq.trt8.onnx: FP32 weights + Q/DQ, TensorRT 8.5/8.6
+DEFAULT_QDQ_FORMS = ("int8", "fp32")  # weight forms calibrate() writes (see edgeres.calibrate.qdq.WEIGHT_FORM_RULES)
 ORT_QDQ_NAME = "model.qdq.ort.onnx"  # same scales, onnxruntime placement: INT8 kernels on the CPU
 CACHE_NAME = "calib.cache"
 REPORT_NAME = "calib_report.json"
@@ -64,6 +69,7 @@ class CalibrationResult:
     excluded_layers: list[str]
     scales: dict[str, float]
     ort_qdq_path: Path | None = None
+    qdq_paths: dict[str, Path] = dataclasses.field(default_factory=dict)  # weight form -> Q/DQ file
 
     @property
     def table(self) -> str:
@@ -208,6 +214,8 @@ class CalibrationOptions:
     trt_version: str
     budget: Budget
     batch_size: int
+    quantize_classifier: bool = False
+    forms: tuple[str, ...] = ("int8",)  # weight forms to write; "int8" (model.qdq.onnx) always first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +251,7 @@ class Artifacts:
     qdq_bytes: bytes
     ort_qdq_bytes: bytes
     cache_text: str
+    form_bytes: dict[str, bytes] = dataclasses.field(default_factory=dict)  # other weight forms -> Q/DQ ONNX
 
 
 class _Stopwatch:
@@ -269,6 +278,8 @@ def options_from_arguments(
     min_agreement: float | None,
     eval_dataset: Any,
     batch_size: int,
+    quantize_classifier: bool = False,
+    qdq_forms: Sequence[str] = DEFAULT_QDQ_FORMS,
 ) -> CalibrationOptions:
     """Checked options (see :func:`check_options`); a drop budget also needs labelled evaluation data."""
     budget = check_options(method, percentile, trt_version, max_accuracy_drop, min_agreement, eval_dataset is not None, batch_size)
@@ -277,7 +288,8 @@ def options_from_arguments(
             "--max-accuracy-drop needs labelled evaluation data, but the evaluation set has no labels "
             "(use an ImageFolder layout or an .npz with labels, or --min-agreement instead)"
         )
-    return CalibrationOptions(method, percentile, trt_version, budget, int(batch_size))
+    forms = tuple(dict.fromkeys(weight_form_rule(f).form for f in ("int8", *qdq_forms)))  # validates each form
+    return CalibrationOptions(method, percentile, trt_version, budget, int(batch_size), bool(quantize_classifier), forms)
 
 
 def quantizable_onnx(path: Path) -> Any:
@@ -310,14 +322,16 @@ def fp32_reference_from_data(model: Any, dataset: Any, eval_dataset: Any, batch_
     return _Evaluator(model, dataset, batch_size), "calibration data"
 
 
-def int8_evaluation_from_thresholds(model: Any, thresholds: Thresholds, evaluator: _Evaluator) -> Int8Evaluation:
-    """Quantize every quantizable layer and compare the INT8 logits with FP32."""
-    qdq = qdq_model(model, thresholds.scales)
+def int8_evaluation_from_thresholds(model: Any, thresholds: Thresholds, evaluator: _Evaluator,
+                                    quantize_classifier: bool = False) -> Int8Evaluation:
+    """Quantize every quantizable layer (the classifier only when asked) and compare the INT8 logits with FP32."""
+    qdq = qdq_model(model, thresholds.scales, quantize_classifier=quantize_classifier)
     return Int8Evaluation(qdq, evaluator.metrics(qdq))
 
 
 def budget_search_from_evaluation(
-    model: Any, thresholds: Thresholds, evaluator: _Evaluator, budget: Budget, first: Int8Evaluation
+    model: Any, thresholds: Thresholds, evaluator: _Evaluator, budget: Budget, first: Int8Evaluation,
+    quantize_classifier: bool = False,
 ) -> tuple[Int8Evaluation, BudgetOutcome | None]:
     """Leave the most sensitive layers unquantized until ``budget`` holds (see :mod:`edgeres.calibrate.budget`).
 
@@ -328,24 +342,38 @@ def budget_search_from_evaluation(
         return first, None
     if budget.met(first.metrics):
         return first, BudgetOutcome(excluded=(), met=True)
-    scales = thresholds.scales
+    def quantized(exclude: Any) -> Any:
+        return qdq_model(model, thresholds.scales, exclude=exclude, quantize_classifier=quantize_classifier)
+
     limit = min(RANK_SAMPLES, len(evaluator.reference))
     ranking = rank_by_sensitivity(
-        quantizable_layers(model),
-        lambda ex: evaluator.logits(qdq_model(model, scales, exclude=ex), limit),
+        quantizable_layers(model, quantize_classifier=quantize_classifier),
+        lambda ex: evaluator.logits(quantized(ex), limit),
         evaluator.reference[:limit],
     )
     excluded, metrics, met, trail = search_exclusions(
-        [name for name, _ in ranking], lambda ex: evaluator.metrics(qdq_model(model, scales, exclude=ex)), budget, first.metrics
+        [name for name, _ in ranking], lambda ex: evaluator.metrics(quantized(ex)), budget, first.metrics
     )
-    qdq = qdq_model(model, scales, exclude=excluded) if excluded else first.qdq
+    qdq = quantized(excluded) if excluded else first.qdq
     return Int8Evaluation(qdq, metrics, tuple(excluded)), BudgetOutcome(tuple(excluded), met, tuple(ranking), tuple(trail))
 
 
-def artifacts_from_evaluation(model: Any, thresholds: Thresholds, int8: Int8Evaluation, trt_version: str) -> Artifacts:
-    """Serialize the final Q/DQ model, its onnxruntime-placement twin and the TensorRT calibration cache."""
-    ort = qdq_model(model, thresholds.scales, exclude=list(int8.excluded), placement="onnxruntime")
-    return Artifacts(int8.qdq.SerializeToString(), ort.SerializeToString(), calibration_cache_text(thresholds.scales, trt_version))
+def artifacts_from_evaluation(model: Any, thresholds: Thresholds, int8: Int8Evaluation, options: CalibrationOptions) -> Artifacts:
+    """Serialize the final Q/DQ model (each weight form), its onnxruntime-placement twin and the TensorRT cache.
+
+    The cache lists every tensor of the model, with scales consistent with the Q/DQ model
+    (:func:`edgeres.calibrate.cache.cache_scales`).
+    """
+    excluded, classifier = list(int8.excluded), options.quantize_classifier
+    ort = qdq_model(model, thresholds.scales, exclude=excluded, placement="onnxruntime", quantize_classifier=classifier)
+    forms = {
+        form: qdq_model(model, thresholds.scales, exclude=excluded, weight_form=form,
+                        quantize_classifier=classifier).SerializeToString()
+        for form in options.forms if form != "int8"
+    }
+    quantized = quantized_activations(model, excluded, quantize_classifier=classifier)
+    cache = calibration_cache_text(cache_scales(model, thresholds.scales, quantized), options.trt_version)
+    return Artifacts(int8.qdq.SerializeToString(), ort.SerializeToString(), cache, forms)
 
 
 def report_from_steps(
@@ -361,6 +389,7 @@ def report_from_steps(
     """The ``calib_report.json`` content (strict JSON: inf/nan as strings), without ``timing``."""
     macs = layer_macs(model)
     excluded = list(int8.excluded)
+    classifier = options.quantize_classifier
     report = {
         "edgeres_calibration": 1,
         "method": options.method,
@@ -374,16 +403,19 @@ def report_from_steps(
         },
         "evaluated_on": evaluated_on,
         "model": int8.metrics,
-        "qdq": {**qdq_summary(int8.qdq), "placement": "tensorrt", "onnxruntime_variant": ORT_QDQ_NAME},
+        "qdq": {**qdq_summary(int8.qdq), "placement": "tensorrt", "onnxruntime_variant": ORT_QDQ_NAME,
+                "weight_forms": {f: weight_form_rule(f).file_name for f in options.forms},
+                "classifier_quantized": classifier},
         "excluded_layers": excluded,
         "budget": budget_report(options.budget, outcome, macs),
         "total_macs": sum(macs.values()),
         "tensors": tensor_rows(
             observed_tensors(model), options.method, thresholds.amax, thresholds.scales, statistics.histograms,
-            quantized=set(quantized_activations(model, excluded)),
+            quantized=set(quantized_activations(model, excluded, quantize_classifier=classifier)),
         ),
         "layers": layer_rows(
-            [(n.name, n.op_type) for n in weighted_nodes(model)], macs, layer_sqnr, excluded=set(excluded)
+            [(n.name, n.op_type) for n in weighted_nodes(model)], macs, layer_sqnr,
+            excluded=set(unquantized_layers(model, excluded, quantize_classifier=classifier)),
         ),
     }
     return json_safe(report)
@@ -394,20 +426,23 @@ def report_text(report: dict[str, Any], timing: dict[str, float] | None) -> str:
     return json.dumps(report if timing is None else {**report, "timing": timing}, indent=2, sort_keys=False) + "\n"
 
 
-def write_outputs(out_dir: Path, artifacts: Artifacts, text: str) -> tuple[Path, Path, Path, Path]:
-    """Write (Q/DQ ONNX, onnxruntime Q/DQ ONNX, cache, report) together; returns their paths.
+def write_outputs(out_dir: Path, artifacts: Artifacts, text: str) -> tuple[dict[str, Path], Path, Path, Path]:
+    """Write (Q/DQ ONNX per weight form, onnxruntime Q/DQ ONNX, cache, report) together; returns their paths.
 
     The files are staged, then renamed into ``out_dir`` in one step (a new
     ``out_dir`` appears whole), so an error, a full disk or a signal leaves
     none of them (:func:`edgeres._io.atomic_files`).
     """
     checkpoint("calibrate:write")
+    names = {"int8": QDQ_NAME, **{f: weight_form_rule(f).file_name for f in artifacts.form_bytes}}
     with atomic_files(out_dir) as staging:
         (staging / QDQ_NAME).write_bytes(artifacts.qdq_bytes)
+        for form, data in artifacts.form_bytes.items():
+            (staging / names[form]).write_bytes(data)
         (staging / ORT_QDQ_NAME).write_bytes(artifacts.ort_qdq_bytes)
         (staging / CACHE_NAME).write_text(artifacts.cache_text, encoding="utf-8")
         (staging / REPORT_NAME).write_text(text, encoding="utf-8")
-    return out_dir / QDQ_NAME, out_dir / ORT_QDQ_NAME, out_dir / CACHE_NAME, out_dir / REPORT_NAME
+    return {f: out_dir / n for f, n in names.items()}, out_dir / ORT_QDQ_NAME, out_dir / CACHE_NAME, out_dir / REPORT_NAME
 
 
 def calibrate(
@@ -424,6 +459,8 @@ def calibrate(
     batch_size: int = 32,
     progress: bool = True,
     timing: bool = True,
+    qdq_forms: Sequence[str] = DEFAULT_QDQ_FORMS,
+    quantize_classifier: bool = False,
 ) -> CalibrationResult:
     """Calibrate a folded FP32 ONNX model for INT8 and write the Q/DQ model, cache and report.
 
@@ -431,7 +468,8 @@ def calibrate(
         model_onnx: folded FP32 ONNX (input NCHW, first output the logits).
         dataset: calibration samples (an :class:`edgeres.data.Dataset` or anything
             with ``batches(batch_size)``, ``labels`` and ``__len__``).
-        out_dir: folder for ``model.qdq.onnx`` (TensorRT placement), ``calib.cache``,
+        out_dir: folder for ``model.qdq.onnx`` (TensorRT placement), ``model.qdq.trt8.onnx`` (same, FP32
+            weights with Q/DQ for TensorRT 8.5/8.6), ``calib.cache`` (every tensor of the model),
             ``calib_report.json`` and ``model.qdq.ort.onnx`` (same scales, placed so
             onnxruntime's CPU provider runs INT8 kernels); created if its parent
             exists; ``model.onnx`` is never written here.
@@ -446,13 +484,17 @@ def calibrate(
         progress: show a progress bar on stderr while collecting statistics.
         timing: record the steps' wall times under the report's ``timing`` key;
             False leaves the key out, so the same inputs give byte-identical outputs.
+        qdq_forms: weight forms of the Q/DQ model to write: ``"int8"`` (``model.qdq.onnx``, always
+            written) and ``"fp32"`` (``model.qdq.trt8.onnx``, for TensorRT 8.5/8.6).
+        quantize_classifier: quantize the final Gemm too (left unquantized by default, as ModelOpt does).
 
     Raises:
         CalibrationError, DataError, OutputPathError: bad arguments or data;
             nothing is written then.
     """
     clock = _Stopwatch()
-    options = options_from_arguments(method, percentile, trt_version, max_accuracy_drop, min_agreement, eval_dataset, batch_size)
+    options = options_from_arguments(method, percentile, trt_version, max_accuracy_drop, min_agreement, eval_dataset, batch_size,
+                                     quantize_classifier, qdq_forms)
     out_dir = _check_out_dir(Path(out_dir))
     model = quantizable_onnx(Path(model_onnx))
 
@@ -461,17 +503,18 @@ def calibrate(
     thresholds = thresholds_from_statistics(statistics, options.method, options.percentile)
     clock.lap("thresholds_s")
     evaluator, evaluated_on = fp32_reference_from_data(model, dataset, eval_dataset, options.batch_size)
-    first = int8_evaluation_from_thresholds(model, thresholds, evaluator)
-    int8, outcome = budget_search_from_evaluation(model, thresholds, evaluator, options.budget, first)
+    first = int8_evaluation_from_thresholds(model, thresholds, evaluator, options.quantize_classifier)
+    int8, outcome = budget_search_from_evaluation(model, thresholds, evaluator, options.budget, first, options.quantize_classifier)
     clock.lap("evaluation_s")
 
     layer_sqnr = layer_sqnr_from_qdq(
         model, int8.qdq, evaluator.dataset, options.batch_size, limit=min(RANK_SAMPLES, len(evaluator.reference))
     )
     report = report_from_steps(model, options, statistics, thresholds, evaluated_on, int8, outcome, layer_sqnr)
-    artifacts = artifacts_from_evaluation(model, thresholds, int8, options.trt_version)
+    artifacts = artifacts_from_evaluation(model, thresholds, int8, options)
     times = clock.total() if timing else None
-    qdq_path, ort_path, cache_path, report_path = write_outputs(out_dir, artifacts, report_text(report, times))
+    qdq_paths, ort_path, cache_path, report_path = write_outputs(out_dir, artifacts, report_text(report, times))
     full_report = report if times is None else {**report, "timing": times}
-    return CalibrationResult(qdq_path, cache_path, report_path, full_report, list(int8.excluded), thresholds.scales, ort_path)
+    return CalibrationResult(qdq_paths["int8"], cache_path, report_path, full_report, list(int8.excluded), thresholds.scales,
+                             ort_path, qdq_paths)
 

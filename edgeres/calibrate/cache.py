@@ -8,6 +8,22 @@ bits of the scale (amax / 127). The header's version code is TensorRT's
 
 TensorRT 11 removed implicit calibration; caches are still written for 8.5 to
 10.x engines and read for migration (:func:`qdq_model_from_cache`).
+
+Coverage (:func:`cache_scales`): every tensor TensorRT lists, i.e. the network
+input and every layer output. TensorRT's ONNX parser names each layer output
+after the ONNX node output it implements, so these are the graph input and
+every node output. A tensor without a dynamic range makes TensorRT fall back
+from INT8 around it (sampleINT8API: "provide the dynamic range for each
+network tensor"), and on the DLA it forces GPU fallback.
+
+Caches TensorRT itself wrote also hold ``(Unnamed Layer* N) [...]_output``
+entries (tensors of layers the parser adds, e.g. the bias reshape of a Gemm)
+and values written as ``0`` (tensors it never quantizes); reading skips both
+with one warning per kind (NVIDIA's own example caches show both: TensorRT 7.2
+and 8.4 caches in the TensorRT developer guide and user posts).
+
+Not verified here (no TensorRT): that a given TensorRT build reads this cache
+without warnings; the names follow the ONNX parser's documented naming.
 """
 
 from __future__ import annotations
@@ -15,8 +31,9 @@ from __future__ import annotations
 import os
 import re
 import struct
+import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -32,8 +49,18 @@ from edgeres.tensorrt_version import (
 
 CALIBRATOR_NAMES = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
 _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
-_LINE = re.compile(r"^(.+): ([0-9a-fA-F]{8})$")
+# TensorRT writes the scale bits as unpadded hex (``0`` for a zero scale); ours are always 8 digits
+_LINE = re.compile(r"^(.+): ([0-9a-fA-F]{1,8})$")
 _RANGE = SUPPORTED["calibration_cache"]
+_UNNAMED = re.compile(r"^\(Unnamed (Layer|ITensor)\* \d+\)")
+# ops whose output keeps its input's scale (scale-preserving under symmetric INT8), with sources:
+# ReLU: relu(x) = x for x >= 0 and the negative part maps to 0 under any zero-point-0 scale, so
+# Q(relu(x), s) = relu(Q(x, s)); max pooling and pure data movement commute with per-tensor Q/DQ.
+# NVIDIA's qdq-translator propagates scales over the same ops (Deep-Learning-Accelerator-SW,
+# tools/qdq-translator/qdq_translator.py DEFAULT_OPS_TO_INFER_ADJACENT_SCALES, Sigmoid aside,
+# which it treats specially), and TensorRT's own caches give pool1 the scale of conv1
+# (TensorRT developer guide, sampleINT8 CalibrationTable example).
+SCALE_PRESERVING_OPS = ("Relu", "MaxPool", "Flatten", "Pad", "Transpose", "Reshape", "Squeeze")
 
 
 def trt_version_code(version: str) -> int:
@@ -83,13 +110,87 @@ def calibration_cache_text(scales: Mapping[str, float], trt_version: str = DEFAU
     return "\n".join(lines) + "\n"
 
 
+def cache_tensors(model: Any) -> list[str]:
+    """Every tensor a TensorRT cache of ``model`` lists: float graph inputs, then every node output, in graph order.
+
+    Constants (initializers, Constant nodes) are weights, not activations, and have no entry.
+    """
+    constants = {i.name for i in model.graph.initializer}
+    constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    names = [v.name for v in model.graph.input if v.name not in constants and v.type.tensor_type.elem_type == 1]
+    for node in model.graph.node:
+        if node.op_type != "Constant":
+            names += [o for o in node.output if o and o not in constants]
+    return list(dict.fromkeys(names))
+
+
+def cache_scales(model: Any, scales: Mapping[str, float], quantized: Iterable[str]) -> dict[str, float]:
+    """The scale of every tensor of :func:`cache_tensors`, consistent with the Q/DQ model, in graph order.
+
+    Args:
+        model: the FP32 ONNX model.
+        scales: calibrated scales (at least every tensor :func:`~edgeres.calibrate.stats.observed_tensors` lists).
+        quantized: the tensors the Q/DQ model quantizes.
+
+    Rules, in order (so the implicit-INT8 engine computes what the Q/DQ model states):
+
+    1. a quantized tensor keeps its Q/DQ scale;
+    2. scales cross the scale-preserving ops of :data:`SCALE_PRESERVING_OPS` as NVIDIA's
+       qdq-translator does: forward to an output without a Q/DQ scale, then backward to an input
+       read by nothing else (the stem ReLU before MaxPool takes the MaxPool output's scale);
+    3. every other tensor keeps its own calibrated scale, except a tensor read only by ReLUs, which
+       takes the ReLU output's scale: ReLU commutes with a symmetric scale (the non-negative part
+       is unchanged, the negative part becomes 0 either way), so its input needs no own range.
+
+    Raises:
+        CalibrationError: a tensor has no scale by any rule (statistics for another model?).
+    """
+    tensors = cache_tensors(model)
+    known: dict[str, float] = {n: float(scales[n]) for n in quantized}
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+    preserving = [n for n in model.graph.node if n.op_type in SCALE_PRESERVING_OPS and n.input and n.output]
+    for node in preserving:  # forward, graph order
+        if node.input[0] in known and node.output[0] not in known:
+            known[node.output[0]] = known[node.input[0]]
+    for node in reversed(preserving):  # backward, reverse graph order
+        src = node.input[0]
+        if node.output[0] in known and src not in known and len(consumers.get(src, [])) == 1 and src in tensors:
+            known[src] = known[node.output[0]]
+    result: dict[str, float] = {}
+    by_output = {o: n for n in model.graph.node for o in n.output}
+    for name in reversed(tensors):  # ReLU outputs come after their inputs: resolve them first
+        if name in known:
+            result[name] = known[name]
+            continue
+        users = consumers.get(name, [])
+        if users and all(u.op_type == "Relu" for u in users) and users[0].output[0] in result:
+            result[name] = result[users[0].output[0]]
+        elif name in scales:
+            result[name] = float(scales[name])
+        else:
+            made_by = by_output.get(name)
+            raise CalibrationError(
+                f"no scale for tensor {name!r} ({made_by.op_type if made_by else 'graph input'}); "
+                "the calibration statistics do not cover this model"
+            )
+    return {name: result[name] for name in tensors}
+
+
 def write_calibration_cache(path: str | os.PathLike[str], scales: Mapping[str, float], trt_version: str = DEFAULT_TENSORRT) -> Path:
     """Write a TensorRT calibration cache atomically; returns the path."""
     return write_text_atomic(path, calibration_cache_text(scales, trt_version))
 
 
-def parse_calibration_cache(text: str, source: str = "cache") -> tuple[str, str, dict[str, float]]:
+def parse_calibration_cache(
+    text: str, source: str = "cache", warn: Callable[[str], None] | None = None
+) -> tuple[str, str, dict[str, float]]:
     """(TensorRT version, calibrator name, scales) from cache text.
+
+    Entries TensorRT writes for its own unnamed layers (``(Unnamed Layer* N) [Shuffle]_output``) and
+    values written as ``0`` are skipped; ``warn`` (default: :func:`warnings.warn`) gets one line per kind.
 
     Raises:
         CalibrationError: malformed header or line, unsupported version, bad scale.
@@ -109,23 +210,38 @@ def parse_calibration_cache(text: str, source: str = "cache") -> tuple[str, str,
     version = version_from_calibration_cache_code(code)
     _check_supported(version, f"{version} (code {code})")
     scales: dict[str, float] = {}
+    unnamed: list[str] = []
+    zeros: list[str] = []
     for number, line in enumerate(lines[1:], start=2):
         m = _LINE.match(line)
         if not m:
             raise CalibrationError(f"{source} line {number} is {line[:80]!r}; expected '<tensor name>: <8 hex digits>'")
-        name, value = m.group(1), hex_to_scale(m.group(2))
+        name, value = m.group(1), hex_to_scale(m.group(2).rjust(8, "0"))
+        if _UNNAMED.match(name):
+            unnamed.append(name)
+            continue
+        if value == 0:
+            zeros.append(name)
+            continue
         if not (np.isfinite(value) and value > 0):
             raise CalibrationError(f"{source} line {number}: scale of {name!r} is {value}; expected finite and positive")
         if name in scales:
             raise CalibrationError(f"{source} line {number}: tensor {name!r} appears twice")
         scales[name] = value
+    warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
+    if unnamed:
+        warn(f"warning: {source}: skipped {len(unnamed)} entries of TensorRT's unnamed layers (e.g. {unnamed[0]!r}); "
+             "they name no ONNX tensor")
+    if zeros:
+        warn(f"warning: {source}: skipped {len(zeros)} tensors with scale 0 (e.g. {zeros[0]!r}); "
+             "TensorRT writes 0 for tensors it does not quantize")
     if not scales:
         raise CalibrationError(f"{source} has a header but no tensor scales")
     return str(version), match.group(2), scales
 
 
-def read_calibration_cache(path: str | os.PathLike[str]) -> dict[str, float]:
-    """Scales (tensor name -> scale) of a TensorRT calibration cache file."""
+def read_calibration_cache(path: str | os.PathLike[str], warn: Callable[[str], None] | None = None) -> dict[str, float]:
+    """Scales (tensor name -> scale) of a TensorRT calibration cache file (see :func:`parse_calibration_cache`)."""
     path = Path(path)
     if not path.is_file():
         raise CalibrationError(f"calibration cache {path} does not exist")
@@ -133,11 +249,21 @@ def read_calibration_cache(path: str | os.PathLike[str]) -> dict[str, float]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise CalibrationError(f"{path} is not a text calibration cache (binary file?)") from None
-    return parse_calibration_cache(text, str(path))[2]
+    return parse_calibration_cache(text, str(path), warn)[2]
 
 
-def qdq_model_from_cache(model: Any, cache: str | os.PathLike[str] | Mapping[str, float], *, placement: str = "tensorrt") -> Any:
+def qdq_model_from_cache(
+    model: Any,
+    cache: str | os.PathLike[str] | Mapping[str, float],
+    *,
+    placement: str = "tensorrt",
+    warn: Callable[[str], None] | None = None,
+    **options: Any,
+) -> Any:
     """A Q/DQ ModelProto from an FP32 ModelProto and an existing cache (TensorRT 8/10 -> 11 migration).
+
+    ``options`` go to :func:`~edgeres.calibrate.qdq.qdq_model` (``weight_form``, ``quantize_classifier``);
+    ``warn`` gets the warnings about skipped cache entries (see :func:`parse_calibration_cache`).
 
     Raises:
         CalibrationError: the cache is malformed, or names tensors that are not
@@ -145,10 +271,10 @@ def qdq_model_from_cache(model: Any, cache: str | os.PathLike[str] | Mapping[str
     """
     from edgeres.calibrate.qdq import qdq_model, quantized_activations
 
-    scales = dict(cache) if isinstance(cache, Mapping) else read_calibration_cache(cache)
+    scales = dict(cache) if isinstance(cache, Mapping) else read_calibration_cache(cache, warn)
     tensors = {i.name for i in model.graph.input} | {o for n in model.graph.node for o in n.output}
     foreign = [n for n in scales if n not in tensors]
-    needed = quantized_activations(model)
+    needed = quantized_activations(model, quantize_classifier=options.get("quantize_classifier", False))
     missing = [n for n in needed if n not in scales]
     if foreign or missing:
         detail = []
@@ -159,11 +285,21 @@ def qdq_model_from_cache(model: Any, cache: str | os.PathLike[str] | Mapping[str
         raise CalibrationError(
             "calibration cache does not fit this model: " + "; ".join(detail) + " (a cache for another model or export?)"
         )
-    return qdq_model(model, scales, placement=placement)
+    return qdq_model(model, scales, placement=placement, **options)
 
 
-def qdq_file_from_cache(model_onnx: str | os.PathLike[str], cache: str | os.PathLike[str], output: str | os.PathLike[str]) -> Path:
-    """Write ``output`` (a Q/DQ ONNX) from an FP32 ONNX file and a TensorRT calibration cache file."""
+def qdq_file_from_cache(
+    model_onnx: str | os.PathLike[str],
+    cache: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    warn: Callable[[str], None] | None = None,
+    **options: Any,
+) -> Path:
+    """Write ``output`` (a Q/DQ ONNX) from an FP32 ONNX file and a TensorRT calibration cache file.
+
+    ``options`` and ``warn`` as for :func:`qdq_model_from_cache`.
+    """
     import onnx
 
     from edgeres._io import write_bytes_atomic
@@ -176,7 +312,7 @@ def qdq_file_from_cache(model_onnx: str | os.PathLike[str], cache: str | os.Path
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf raises several types for corrupt files
         raise CalibrationError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from exc
-    data = qdq_model_from_cache(model, cache).SerializeToString()
+    data = qdq_model_from_cache(model, cache, warn=warn, **options).SerializeToString()
     if not output.parent.exists() and output.parent.parent.is_dir():
         output.parent.mkdir()  # the output folder appears only once there is something to put in it
     return write_bytes_atomic(output, data)

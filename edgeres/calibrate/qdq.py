@@ -1,28 +1,49 @@
 """Q/DQ (explicit quantization) ONNX from a folded FP32 model and activation scales.
 
-Placement follows TensorRT's documented recommendations for explicit quantization:
+Placement follows TensorRT's documented recommendations for explicit quantization
+(and matches NVIDIA ModelOpt 0.47's INT8 placement on ResNets except where
+``benchmarks/results/modelopt_placement.txt`` explains otherwise):
 
 * every Conv/Gemm activation input gets QuantizeLinear -> DequantizeLinear with
-  its calibrated per-tensor scale (zero point 0, INT8);
-* every Conv/Gemm weight is stored as INT8 with per-output-channel scales and a
-  DequantizeLinear on axis 0 (Gemm with ``transB=1``; axis 1 otherwise);
+  its calibrated per-tensor scale (zero point 0, INT8), except the classifier
+  (see below);
+* every Conv/Gemm weight is quantized per output channel (axis 0; axis 1 for a
+  Gemm without ``transB``), in one of two forms chosen per TensorRT version
+  (:data:`WEIGHT_FORM_RULES`);
 * the residual input of each Add that follows a Conv is quantized (the input
   that is not the Conv's own output), so TensorRT can fuse the Add into the
   Conv and keep its output in INT8;
+* the input of every GlobalAveragePool is quantized: pooling does not commute
+  with Q/DQ, so TensorRT runs it in INT8 only when its input is quantized
+  (TensorRT developer guide, "Q/DQ layer-placement recommendations";
+  ModelOpt quantizes it too);
+* one Q/DQ pair per tensor, shared by all its consumers (ModelOpt's
+  ``DedicatedQDQPair: False``; ``modelopt/onnx/quantization/ort_utils.py``);
 * outputs of weighted layers are not quantized and biases stay FP32, so Conv,
-  bias, residual Add and ReLU fuse into one INT8 kernel.
+  bias, residual Add and ReLU fuse into one INT8 kernel;
+* the classifier (a Gemm/MatMul whose output reaches a graph output without
+  another weighted layer) stays unquantized by default, as ModelOpt does: its
+  GEMV at batch 1 gains nothing from INT8 (``find_nodes_from_matmul_to_exclude``
+  in ``modelopt/onnx/quantization/graph_utils.py``: "m or n is 1 ... cannot
+  utilize TensorCores"; also "K or N < 16"). ``quantize_classifier=True`` keeps it.
 
 ``placement="onnxruntime"`` additionally quantizes Conv and Add outputs, the
 pattern onnxruntime's CPU provider needs to select its INT8 kernels
-(QLinearConv, QLinearAdd). Where such an output feeds a ReLU whose output is
-quantized, it reuses that scale: ReLU commutes with zero-point-0 quantization,
-so this adds no rounding. Outputs feeding an Add get their own scale (one
-extra rounding TensorRT does not do), so this variant is for CPU deployment
-and latency; accuracy is measured on the TensorRT placement.
+(QLinearConv, QLinearAdd), with a dedicated Q/DQ pair per consumer (onnxruntime
+fuses a pair into its kernels only when it has a single consumer). Where such
+an output feeds a ReLU whose output is quantized, it reuses that scale: ReLU
+commutes with zero-point-0 quantization, so this adds no rounding. Outputs
+feeding an Add get their own scale (one extra rounding TensorRT does not do),
+so this variant is for CPU deployment and latency; accuracy is measured on the
+TensorRT placement.
+
+Not verified here (no TensorRT on the build machine): that each TensorRT version
+parses and fuses these graphs as its documentation and parser source say.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -31,7 +52,87 @@ from edgeres.calibrate.calibrators import quantize_weight, weight_scales
 from edgeres.errors import CalibrationError
 
 QUANTIZED_OPS = ("Conv", "Gemm")
+POOLING_OPS = ("GlobalAveragePool",)  # inputs quantized: pooling does not commute with Q/DQ
 PLACEMENTS = ("tensorrt", "onnxruntime")
+# ops a classifier's output may pass through on its way to a graph output
+_HEAD_PASS_THROUGH = ("Identity", "Softmax", "LogSoftmax", "Flatten", "Reshape", "Squeeze")
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightFormRule:
+    """How Conv/Gemm weights are stated in a Q/DQ model, and which TensorRT versions read it that way.
+
+    ``trt_min`` is inclusive, ``trt_max`` exclusive (None: no upper bound), as (major, minor).
+    """
+
+    form: str
+    file_name: str
+    trt_min: tuple[int, int]
+    trt_max: tuple[int, int] | None
+    graph: str
+    source: str
+
+
+# The rule table (item 1 of issue 10). Both files carry the same scales and dequantize to the same weights.
+WEIGHT_FORM_RULES: tuple[WeightFormRule, ...] = (
+    WeightFormRule(
+        form="fp32",
+        file_name="model.qdq.trt8.onnx",
+        trt_min=(8, 5),
+        trt_max=(10, 0),
+        graph="FP32 weight initializer -> QuantizeLinear -> DequantizeLinear (per output channel) -> Conv/Gemm",
+        source=(
+            "TensorRT 8.6 Developer Guide, 'Explicit Quantization > Quantized Weights': weights of Q/DQ models must be "
+            "FP32 and are quantized by TensorRT with the scale of the IQuantizeLayer on them; NVIDIA/TensorRT#2163 "
+            "(8.4.1 refuses INT8 weight constants: 'invalid weights type of Int8'); onnx/onnx-tensorrt 8.5-GA and "
+            "8.6-GA builtin_op_importers.cpp QuantDequantLinearHelper (convertToTensor(inputs.at(0)) turns an INT8 "
+            "initializer into an INT8 constant layer); ModelOpt 0.47 ort_utils.configure_ort 'AddQDQPairToWeight': "
+            "True (its default). TensorRT 10+ accepts this form as well."
+        ),
+    ),
+    WeightFormRule(
+        form="int8",
+        file_name="model.qdq.onnx",
+        trt_min=(10, 0),
+        trt_max=None,
+        graph="INT8 weight initializer -> DequantizeLinear (per output channel) -> Conv/Gemm",
+        source=(
+            "TensorRT 10 documentation, 'Explicit Quantization > Quantized Weights': weights may be a high-precision "
+            "type or a low-precision quantized type (INT8, ...); 'when using pre-quantized weights, an "
+            "IDequantizeLayer is required between the weights and the linear operator that uses them'"
+        ),
+    ),
+)
+WEIGHT_FORMS = tuple(rule.form for rule in WEIGHT_FORM_RULES)
+DEFAULT_WEIGHT_FORM = "int8"
+
+
+def weight_form_rule(form: str) -> WeightFormRule:
+    """The rule of a weight form (``"int8"`` or ``"fp32"``)."""
+    for rule in WEIGHT_FORM_RULES:
+        if rule.form == form:
+            return rule
+    raise CalibrationError(f"Q/DQ weight form must be one of {', '.join(WEIGHT_FORMS)}, received {form!r}")
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    # local parse until the shared TensorRT-version module lands (cache.trt_version_code refuses 11.x)
+    try:
+        parts = [int(p) for p in str(version).strip().split(".")[:2]]
+    except ValueError:
+        raise CalibrationError(f"TensorRT version must look like 8.6.2 or 10.3.0, received {version!r}") from None
+    return (parts + [0])[0], (parts + [0])[1]
+
+
+def weight_form_for(trt_version: str) -> WeightFormRule:
+    """The weight-form rule that serves ``trt_version`` (see :data:`WEIGHT_FORM_RULES`)."""
+    version = _major_minor(trt_version)
+    for rule in WEIGHT_FORM_RULES:
+        if version >= rule.trt_min and (rule.trt_max is None or version < rule.trt_max):
+            return rule
+    raise CalibrationError(
+        f"no Q/DQ weight form is documented for TensorRT {trt_version}: explicit quantization needs TensorRT 8.5 or newer"
+    )
 
 
 def weighted_nodes(model: Any) -> list[Any]:
@@ -50,6 +151,32 @@ def _consumers(model: Any) -> dict[str, list[Any]]:
         for i in n.input:
             users.setdefault(i, []).append(n)
     return users
+
+
+def classifier_nodes(model: Any) -> list[str]:
+    """Weighted Gemm nodes whose output reaches a graph output through shape/softmax ops only."""
+    consumers = _consumers(model)
+    outputs = {o.name for o in model.graph.output}
+    found = []
+    for node in weighted_nodes(model):
+        if node.op_type != "Gemm":
+            continue
+        tensor, hops = node.output[0], 0
+        while tensor not in outputs and hops < 8:
+            users = consumers.get(tensor, [])
+            if len(users) != 1 or users[0].op_type not in _HEAD_PASS_THROUGH:
+                break
+            tensor, hops = users[0].output[0], hops + 1
+        if tensor in outputs:
+            found.append(node.name)
+    return found
+
+
+def _default_excluded(model: Any, exclude: Iterable[str], quantize_classifier: bool) -> set[str]:
+    excluded = set(exclude)
+    if not quantize_classifier:
+        excluded |= set(classifier_nodes(model))
+    return excluded
 
 
 def residual_adds(model: Any) -> dict[str, list[str]]:
@@ -89,23 +216,42 @@ def residual_add_inputs(model: Any, exclude: Iterable[str] = ()) -> list[str]:
     return names
 
 
-def quantizable_layers(model: Any) -> list[str]:
-    """Names of the nodes an accuracy budget may leave unquantized: Conv/Gemm and residual Adds."""
+def pooling_nodes(model: Any) -> list[Any]:
+    """GlobalAveragePool nodes (their input is quantized), in graph order."""
+    return [n for n in model.graph.node if n.op_type in POOLING_OPS]
+
+
+def quantizable_layers(model: Any, *, quantize_classifier: bool = False) -> list[str]:
+    """Names of the nodes an accuracy budget may leave unquantized: Conv/Gemm, residual Adds, pooling.
+
+    The classifier is listed only with ``quantize_classifier`` (otherwise it is never quantized).
+    """
+    adds = residual_adds(model)
+    pools = {n.name for n in pooling_nodes(model)}
+    weighted = {n.name for n in weighted_nodes(model)} - _default_excluded(model, (), quantize_classifier)
+    return [n.name for n in model.graph.node if n.name in weighted or n.name in adds or n.name in pools]
+
+
+def unquantized_layers(model: Any, exclude: Iterable[str] = (), *, quantize_classifier: bool = False) -> list[str]:
+    """Conv/Gemm nodes left at higher precision: ``exclude`` plus the classifier unless quantized, in graph order."""
+    excluded = _default_excluded(model, exclude, quantize_classifier)
+    return [n.name for n in weighted_nodes(model) if n.name in excluded]
+
+
+def quantized_activations(model: Any, exclude: Iterable[str] = (), *, quantize_classifier: bool = False) -> list[str]:
+    """Tensors that get Q/DQ in the TensorRT placement, in graph order of their first consumer."""
+    excluded = _default_excluded(model, exclude, quantize_classifier)
     adds = residual_adds(model)
     weighted = {n.name for n in weighted_nodes(model)}
-    return [n.name for n in model.graph.node if n.name in weighted or n.name in adds]
-
-
-def quantized_activations(model: Any, exclude: Iterable[str] = ()) -> list[str]:
-    """Tensors that get Q/DQ in the TensorRT placement, in graph order."""
-    excluded = set(exclude)
     names: list[str] = []
-    for node in weighted_nodes(model):
-        if node.name not in excluded and node.input[0] not in names:
-            names.append(node.input[0])
-    for name in residual_add_inputs(model, excluded):
-        if name not in names:
-            names.append(name)
+    for node in model.graph.node:
+        if node.name in excluded:
+            continue
+        if node.name in weighted or node.op_type in POOLING_OPS:
+            wanted = [node.input[0]]
+        else:
+            wanted = [i for i in adds.get(node.name, ()) if i in node.input]
+        names += [t for t in wanted if t not in names]
     return names
 
 
@@ -128,21 +274,68 @@ def _output_scales(model: Any, quantized: list[str], scales: Mapping[str, float]
     return extra
 
 
+def _weight_axis(node: Any, weight: np.ndarray) -> tuple[np.ndarray, int]:
+    """(weight with output channels first, the ONNX axis of the output channels)."""
+    if node.op_type == "Gemm" and not next((a.i for a in node.attribute if a.name == "transB"), 0):
+        return weight.T, 1
+    return weight, 0
+
+
+def weight_qdq(
+    node: Any, weight: np.ndarray, w_name: str, form: str, scale_dtype: Any = np.float32
+) -> tuple[list[Any], list[Any], str]:
+    """(initializers, nodes, dequantized tensor name) stating one layer's weight in ``form``.
+
+    ``form="int8"``: INT8 initializer ``<w>_quantized`` -> DequantizeLinear. ``form="fp32"``: the FP32
+    initializer ``<w>`` -> QuantizeLinear -> DequantizeLinear. Both use the same per-channel scales
+    (``<w>_scale``) and dequantize to the same values: QuantizeLinear rounds half to even and saturates
+    exactly as :func:`~edgeres.calibrate.calibrators.quantize_weight` does.
+    """
+    from onnx import helper, numpy_helper
+
+    weight_form_rule(form)  # raises with the list of forms
+    channels_first, axis = _weight_axis(node, weight.astype(np.float32))
+    w_scales = weight_scales(channels_first).astype(scale_dtype)
+    zero = numpy_helper.from_array(np.zeros(w_scales.shape, dtype=np.int8), f"{w_name}_zero_point")
+    scale = numpy_helper.from_array(w_scales, f"{w_name}_scale")
+    dq_out = f"{w_name}_dequantized"
+    if form == "int8":
+        q = quantize_weight(channels_first, w_scales.astype(np.float32))
+        q = np.ascontiguousarray(q.T) if axis == 1 else q
+        inits = [numpy_helper.from_array(q, f"{w_name}_quantized"), scale, zero]
+        nodes = [helper.make_node("DequantizeLinear", [f"{w_name}_quantized", scale.name, zero.name], [dq_out],
+                                  name=f"{w_name}_DequantizeLinear", axis=axis)]
+    else:  # "fp32"
+        inits = [scale, zero]
+        nodes = [
+            helper.make_node("QuantizeLinear", [w_name, scale.name, zero.name], [f"{w_name}_quantized"],
+                             name=f"{w_name}_QuantizeLinear", axis=axis),
+            helper.make_node("DequantizeLinear", [f"{w_name}_quantized", scale.name, zero.name], [dq_out],
+                             name=f"{w_name}_DequantizeLinear", axis=axis),
+        ]
+    return inits, nodes, dq_out
+
+
 def qdq_model(
     model: Any,
     scales: Mapping[str, float],
     *,
     exclude: Iterable[str] = (),
     placement: str = "tensorrt",
+    weight_form: str = DEFAULT_WEIGHT_FORM,
+    quantize_classifier: bool = False,
 ) -> Any:
     """A new ModelProto with Q/DQ nodes inserted (``model`` is not modified).
 
     Args:
         model: folded FP32 ONNX model.
         scales: activation tensor name -> INT8 scale (amax / 127).
-        exclude: names of Conv/Gemm nodes left unquantized (run at higher precision), or of
-            residual Adds whose residual input stays unquantized.
+        exclude: names of Conv/Gemm nodes left unquantized (run at higher precision), of
+            residual Adds whose residual input stays unquantized, or of GlobalAveragePools.
         placement: ``"tensorrt"`` (the default, see module docstring) or ``"onnxruntime"``.
+        weight_form: ``"int8"`` (pre-quantized weights, TensorRT 10+) or ``"fp32"`` (FP32 weights
+            with a Q/DQ pair, TensorRT 8.5+); see :data:`WEIGHT_FORM_RULES`.
+        quantize_classifier: also quantize the classifier Gemm (left unquantized by default).
 
     Raises:
         CalibrationError: a tensor that needs a scale has none, or a non-positive scale.
@@ -152,15 +345,17 @@ def qdq_model(
 
     if placement not in PLACEMENTS:
         raise CalibrationError(f"placement must be one of {PLACEMENTS}, received {placement!r}")
-    excluded = set(exclude)
+    weight_form_rule(weight_form)
     known = {n.name for n in weighted_nodes(model)}
     by_add = residual_adds(model)
-    unknown = sorted(excluded - known - set(by_add))
+    pools = {n.name for n in pooling_nodes(model)}
+    unknown = sorted(set(exclude) - known - set(by_add) - pools)
     if unknown:
         raise CalibrationError(
-            f"cannot exclude {unknown}: not Conv/Gemm or residual Add nodes of this model (known: {sorted(known)[:5]} ...)"
+            f"cannot exclude {unknown}: not Conv/Gemm, residual Add or pooling nodes of this model (known: {sorted(known)[:5]} ...)"
         )
-    quantized = quantized_activations(model, excluded)
+    excluded = _default_excluded(model, exclude, quantize_classifier)
+    quantized = quantized_activations(model, excluded, quantize_classifier=True)
     act_scales: dict[str, float] = {}
     for name in quantized:
         if name not in scales:
@@ -182,12 +377,10 @@ def qdq_model(
 
     scale_names: dict[str, str] = {}
     pair_count: dict[str, int] = {}
+    shared_pairs: dict[str, str] = {}  # tensor -> its DequantizeLinear output (TensorRT placement)
+    dedicated = placement == "onnxruntime"
 
     def qdq_pair(tensor: str) -> list[Any]:
-        # a dedicated Q/DQ pair per consumer: onnxruntime fuses Q/DQ into its INT8 kernels (and
-        # converts them to the u8 its x86 kernels need) only when each has a single consumer.
-        # The pairs of one tensor share one scale, so they compute the same values (TensorRT's
-        # handling of the duplicates was not verified here: no TensorRT on the build machine).
         if tensor not in scale_names:
             scale_names[tensor] = f"{tensor}_scale"
             new_inits.append(numpy_helper.from_array(np.array(act_scales[tensor], dtype=np.float32), scale_names[tensor]))
@@ -199,45 +392,37 @@ def qdq_model(
             helper.make_node("DequantizeLinear", [f"{tensor}_quantized{suffix}", scale, zero], [f"{tensor}_dequantized{suffix}"], name=f"{tensor}_DequantizeLinear{suffix}"),
         ]
 
+    def dequantized(tensor: str) -> str:
+        """The DQ output a consumer reads: a dedicated pair (onnxruntime) or the tensor's one pair (TensorRT)."""
+        if not dedicated and tensor in shared_pairs:
+            return shared_pairs[tensor]
+        pair = qdq_pair(tensor)
+        nodes.extend(pair)
+        shared_pairs[tensor] = pair[1].output[0]
+        return pair[1].output[0]
+
     nodes: list[Any] = []
-    input_qdq = set(quantized)
-    output_qdq = set(act_scales) - input_qdq
+    output_qdq = set(act_scales) - set(quantized)
     for node in list(graph.node):
         new = helper.make_node(node.op_type, list(node.input), list(node.output), name=node.name, domain=node.domain)
         new.attribute.extend(node.attribute)
         quantize_here = node.op_type in QUANTIZED_OPS and node.name in known and node.name not in excluded
+        pool_here = node.op_type in POOLING_OPS and node.name not in excluded
         for k, tensor in enumerate(node.input):
             use_dq = tensor in act_scales and (
-                (quantize_here and k == 0)
+                ((quantize_here or pool_here) and k == 0)
                 or (node.op_type == "Add" and node.name not in excluded and tensor in by_add.get(node.name, ()))
                 or tensor in output_qdq
             )
             if use_dq:
-                pair = qdq_pair(tensor)
-                nodes.extend(pair)
-                new.input[k] = pair[1].output[0]
+                new.input[k] = dequantized(tensor)
         if quantize_here:
             w_name = node.input[1]
             weight = numpy_helper.to_array(inits[w_name]).astype(np.float32)
-            axis = 0
-            if node.op_type == "Gemm":
-                trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-                if not trans_b:
-                    weight, axis = weight.T, 1
-            w_scales = weight_scales(weight)
-            q = quantize_weight(weight, w_scales)
-            if axis == 1:
-                q = np.ascontiguousarray(q.T)
-            new_inits += [
-                numpy_helper.from_array(q, f"{w_name}_quantized"),
-                numpy_helper.from_array(w_scales, f"{w_name}_scale"),
-                numpy_helper.from_array(np.zeros(w_scales.shape, dtype=np.int8), f"{w_name}_zero_point"),
-            ]
-            nodes.append(helper.make_node(
-                "DequantizeLinear", [f"{w_name}_quantized", f"{w_name}_scale", f"{w_name}_zero_point"],
-                [f"{w_name}_dequantized"], name=f"{w_name}_DequantizeLinear", axis=axis,
-            ))
-            new.input[1] = f"{w_name}_dequantized"
+            w_inits, w_nodes, dq_out = weight_qdq(node, weight, w_name, weight_form)
+            new_inits += w_inits
+            nodes += w_nodes
+            new.input[1] = dq_out
         nodes.append(new)
     del graph.node[:]
     graph.node.extend(nodes)
@@ -247,9 +432,47 @@ def qdq_model(
     graph.initializer.extend(keep + [i for i in new_inits if i.name in used])
     del graph.value_info[:]
     if not any(o.domain in ("", "ai.onnx") and o.version >= 13 for o in out.opset_import):
-        raise CalibrationError("per-channel DequantizeLinear needs opset 13 or newer; re-export the model with opset >= 13")
+        raise CalibrationError("per-channel QuantizeLinear/DequantizeLinear need opset 13 or newer; re-export the model with opset >= 13")
     onnx.checker.check_model(out)
     return out
+
+
+def qdq_models_by_form(model: Any, scales: Mapping[str, float], forms: Iterable[str], **kwargs: Any) -> dict[str, Any]:
+    """``{weight form: Q/DQ ModelProto}`` for each of ``forms`` (same placement and scales)."""
+    return {form: qdq_model(model, scales, weight_form=form, **kwargs) for form in dict.fromkeys(forms)}
+
+
+def dequantized_weights(qdq: Any) -> dict[str, np.ndarray]:
+    """Weight name -> the FP32 values its Q/DQ (or DQ) chain computes, by ONNX's own definitions.
+
+    Evaluated with ``onnx.reference`` (the ONNX operator semantics), so both weight forms can be
+    compared with each other without trusting this module's arithmetic.
+    """
+    import onnx
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    inits = {i.name: i for i in qdq.graph.initializer}
+    producers = _producers(qdq)
+    result: dict[str, np.ndarray] = {}
+    for node in qdq.graph.node:
+        if node.op_type not in QUANTIZED_OPS or len(node.input) < 2:
+            continue
+        dq = producers.get(node.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        chain = [dq]
+        q = producers.get(dq.input[0])
+        if q is not None and q.op_type == "QuantizeLinear":
+            chain.insert(0, q)
+        needed = {i for n in chain for i in n.input if i in inits}
+        graph = helper.make_graph(chain, "w", [], [helper.make_tensor_value_info(dq.output[0], onnx.TensorProto.FLOAT, None)],
+                                  [inits[n] for n in sorted(needed)])
+        # onnx.reference implements Q/DQ from opset 19 on; INT8 per-axis semantics are unchanged since 13
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+        name = chain[0].input[0].removesuffix("_quantized")
+        result[name] = ReferenceEvaluator(proto).run(None, {})[0]
+    return result
 
 
 def qdq_summary(model: Any) -> dict[str, int]:

@@ -110,11 +110,12 @@ def observed_tensors(model: Any) -> list[str]:
     """Activation tensors to calibrate, in graph order.
 
     Every float activation (graph input, node outputs) except those consumed
-    only by a ReLU: TensorRT fuses Conv/Add + ReLU and uses the ReLU output's
-    range, so theirs would never be read. This covers every input of a
-    Conv/Gemm and both inputs of every residual Add (the Q/DQ model), and every
-    range TensorRT's implicit INT8 (and the DLA) reads from the cache. Leaving
-    the fused tensors out also keeps onnxruntime's own Conv+ReLU fusion during
+    only by a ReLU: the calibration cache gives them the ReLU output's scale
+    (ReLU commutes with a symmetric scale; :func:`edgeres.calibrate.cache.cache_scales`),
+    so a range of their own would never be used. This covers every input of a
+    Conv/Gemm/GlobalAveragePool and both inputs of every residual Add (the Q/DQ
+    model), and with that rule every tensor of the cache. Leaving the fused
+    tensors out also keeps onnxruntime's own Conv+ReLU fusion during
     collection and cuts the activations copied out by about 40%.
     """
     graph = model.graph

@@ -29,12 +29,14 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--from-cache", type=click.Path(dir_okay=False), default=None,
               help="Migrate: build OUT/model.qdq.onnx from this TensorRT calibration cache and --onnx (no calibration).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="FP32 ONNX model for --from-cache.")
+@click.option("--quantize-classifier", is_flag=True,
+              help="Quantize the final Gemm too (left at higher precision by default, as ModelOpt does).")
 @click.option("--force", is_flag=True,
               help="Replace an existing OUT that is not an earlier calibrate output (never one holding an input).")
 def calibrate(arch: str | None, weights: str | None, calib_data: str | None, method: str, percentile: float,
               calib_size: int | None, eval_data: str | None, max_accuracy_drop: float | None,
               min_agreement: float | None, trt_version: str, batch_size: int, seed: int, out_dir: str, quiet: bool,
-              from_cache: str | None, onnx_path: str | None, force: bool) -> None:
+              from_cache: str | None, onnx_path: str | None, quantize_classifier: bool, force: bool) -> None:
     """Calibrate a model for INT8; with no arguments, the shipped reference model and data."""
     from pathlib import Path
 
@@ -48,7 +50,8 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
         from edgeres.calibrate.cache import qdq_file_from_cache
 
         with output_dir(out_dir, "calibrate", inputs=(onnx_path, from_cache), force=force) as staging:
-            qdq_file_from_cache(onnx_path, from_cache, staging / "model.qdq.onnx")
+            qdq_file_from_cache(onnx_path, from_cache, staging / "model.qdq.onnx", warn=log,
+                                quantize_classifier=quantize_classifier)
         click.echo(f"wrote {Path(out_dir) / 'model.qdq.onnx'} from {from_cache}")
         return
 
@@ -57,11 +60,12 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
         result = calibrate_model(
             arch, weights, calib_data, out_dir, calib_size=calib_size, eval_source=eval_data, seed=seed,
             method=method, percentile=percentile, trt_version=trt_version, max_accuracy_drop=max_accuracy_drop,
-            min_agreement=min_agreement, batch_size=batch_size, progress=not quiet, force=force,
+            min_agreement=min_agreement, batch_size=batch_size, progress=not quiet,
+            quantize_classifier=quantize_classifier, force=force,
         )
     if not quiet:
         click.echo(result.table)
-    click.echo(f"wrote {result.qdq_path}, {result.cache_path}, {result.report_path}, {result.ort_qdq_path}")
+    click.echo(f"wrote {', '.join(str(p) for p in result.qdq_paths.values())}, {result.cache_path}, {result.report_path}, {result.ort_qdq_path}")
     budget = result.report.get("budget")
     if budget and not budget["met"]:
         m = result.report["model"]

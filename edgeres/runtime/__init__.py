@@ -24,6 +24,7 @@ from typing import Any
 from edgeres.runtime._base import Engine, TensorInfo
 from edgeres.runtime._errors import (
     CudaError,
+    CudaGraphWarning,
     CudaUnavailableError,
     EngineClosedError,
     EngineError,
@@ -94,6 +95,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CudaError",
+    "CudaGraphWarning",
     "CudaUnavailableError",
     "Engine",
     "EngineClosedError",

@@ -53,6 +53,10 @@ class SidecarMissingWarning(UserWarning):
     """A plan without ``model.plan.json``: its version and device cannot be checked."""
 
 
+class CudaGraphWarning(UserWarning):
+    """``cuda_graph=True`` but the engine's work could not be captured or instantiated: it runs without graphs."""
+
+
 _DEPRECATED = {"TensorRTUnavailableError": "EngineUnavailableError"}
 
 
@@ -71,6 +75,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CudaError",
+    "CudaGraphWarning",
     "CudaUnavailableError",
     "EngineClosedError",
     "EngineError",

@@ -33,6 +33,22 @@ from edgeres.runtime._errors import CudaError, CudaUnavailableError, EngineError
 
 _NO_DEVICE_ERRORS = {"cudaErrorNoDevice", "cudaErrorInsufficientDriver", "cudaErrorDevicesUnavailable"}
 
+# CUDA major of the device's driver -> the cuda-python that loads there (pyproject's cuda11/12/13 extras).
+# cuda-bindings 12.x needs a CUDA 12 driver (>= 525.60.13, its install page); 13.x a CUDA 13 one. JetPack 5:
+# CUDA 11.4, Python 3.8, where this range resolves to 11.8.2 (the newest 11.8 with an aarch64 cp38 wheel);
+# JetPack 6.0: CUDA 12.2, 6.1/6.2: CUDA 12.6 (dusty-nv/jetson-containers jetson_containers/l4t_version.py);
+# Jetson Thor / JetPack 7: CUDA 13. Not verified on a device.
+CUDA_PYTHON_FOR_CUDA: dict[int, str] = {
+    11: "cuda-python>=11.8,<12",
+    12: "cuda-python>=12.0,<13",
+    13: "cuda-python>=13.0,<14",
+}
+INSTALL_CUDA_PYTHON = (
+    "pip install the cuda-python of this device's CUDA: "
+    + "; ".join(f"CUDA {major}: '{req}'" for major, req in CUDA_PYTHON_FOR_CUDA.items())
+    + " (JetPack 5 is CUDA 11.4, JetPack 6 CUDA 12, Thor/JetPack 7 CUDA 13)"
+)
+
 
 @dataclasses.dataclass
 class HostBuffer:
@@ -232,8 +248,8 @@ class CudaPythonApi(CudaApi):
                 cudart = import_cudart()
             except ImportError as exc:
                 raise CudaUnavailableError(
-                    "cuda-python is not installed; expected `cuda.bindings` (pip install cuda-python) "
-                    "or pycuda for TensorRT engines"
+                    "cuda-python is not installed; expected `cuda.bindings` or pycuda for TensorRT engines "
+                    f"(pip install cuda-python: {INSTALL_CUDA_PYTHON})"
                 ) from exc
         self.rt = cudart
         self.device = int(device)
@@ -349,17 +365,41 @@ class CudaPythonApi(CudaApi):
         self._call(self.rt.cudaStreamWaitEvent(stream, event, 0), "cudaStreamWaitEvent")
 
     def graph_capture(self, stream: Any, enqueue: Callable[[], None]) -> int:
+        """Capture ``enqueue``'s work on ``stream`` and instantiate it (trtexec's TrtCudaGraph, sampleDevice.h).
+
+        Instantiates with ``cudaGraphInstantiateWithFlags(graph, 0)``: the same Python signature
+        ``(graph, flags)`` in cuda-python 11.8, 12.x and 13.x, whereas ``cudaGraphInstantiate`` is
+        ``(graph, pLogBuffer, bufferSize)`` in 11.x and ``(graph, flags)`` from 12.0
+        (tests/data/cuda_python_signatures.json, read from the real wheels). A failed enqueue ends
+        the capture, discards the partial graph and clears the sticky error, as trtexec's
+        ``endCaptureOnError`` does; every failure, a binding that rejects the call included, is a
+        :class:`CudaError`, so the engine can fall back to plain execution.
+        """
         mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        self._call(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
         try:
-            enqueue()
-        finally:
+            self._call(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
+            try:
+                enqueue()
+            except BaseException as exc:
+                self._end_capture_on_error(stream)
+                if isinstance(exc, EngineError):
+                    raise CudaError(f"the enqueue failed under CUDA graph capture: {exc}") from exc
+                raise
             graph = self._call(self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
-        try:
-            exec_graph = self._call(self.rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
-        finally:
-            self._call(self.rt.cudaGraphDestroy(graph), "cudaGraphDestroy")
+            try:
+                exec_graph = self._call(self.rt.cudaGraphInstantiateWithFlags(graph, 0), "cudaGraphInstantiateWithFlags")
+            finally:
+                self._call(self.rt.cudaGraphDestroy(graph), "cudaGraphDestroy")
+        except TypeError as exc:  # a binding whose signature differs from the recorded ones
+            raise CudaError(f"CUDA graph capture: cuda-python rejected the call ({exc})") from exc
         return int(exec_graph)
+
+    def _end_capture_on_error(self, stream: Any) -> None:
+        """End a failed capture and drop what it made (sampleDevice.h ``TrtCudaGraph::endCaptureOnError``)."""
+        result = self.rt.cudaStreamEndCapture(stream)
+        if isinstance(result, tuple) and error_code(result[0]) == 0 and len(result) > 1 and result[1]:
+            self.rt.cudaGraphDestroy(result[1])
+        self.rt.cudaGetLastError()  # "Clean up any CUDA error."
 
     def graph_launch(self, graph: Any, stream: Any) -> None:
         self._call(self.rt.cudaGraphLaunch(graph, stream), "cudaGraphLaunch")

@@ -9,13 +9,18 @@ Opening a plan, one step per function (Polygraphy style):
 before TensorRT sees the bytes) -> ``runtime_from_logger`` ->
 ``engine_from_plan`` -> ``io_from_engine``.
 
-Threading model: the deserialized engine is shared; every thread that calls
-``infer`` gets its own execution context, CUDA stream, event, pinned host
-buffers and device buffers (a "slot"), created on its first call and sized
-for the profile's max batch, so threads never wait on each other. A slot whose
-thread has ended is handed to the next new thread instead of allocating
-again, so threads that come and go do not grow memory. ``close()`` waits for
-each slot's work, then frees everything.
+Threading model: the deserialized engine is shared; each call runs on a "slot" (an
+execution context with its CUDA stream, events, pinned host buffers and device buffers,
+created on first need and sized for the profile's max batch). A thread keeps using its own
+slot; a slot whose thread has ended is handed to the next thread, so threads that come and
+go do not grow memory. How many slots may exist is what the TensorRT version allows for the
+engine (:func:`context_policy`, rules in :data:`edgeres.tensorrt_version.CONTEXT_RULES`):
+any number where contexts share profile 0 (TensorRT >= 9/10, 8.6 engines built with
+``PROFILE_SHARING_0806``, engines without dynamic shapes), else one per optimization
+profile (8.5, 8.6 without sharing), each slot selecting its own profile with
+``set_optimization_profile_async`` before first use. Beyond that limit threads wait for a
+free slot (a bounded pool) instead of failing. ``close()`` waits for each slot's work,
+then frees everything.
 
 GPU inputs (``__cuda_array_interface__`` / CUDA DLPack: torch, CuPy) are bound
 with ``set_tensor_address`` and never copied; they must be C-contiguous (a
@@ -25,7 +30,11 @@ numpy arrays.
 
 ``cuda_graph=True`` captures ``execute_async_v3`` once per input shape into a
 CUDA graph and replays it, for host inputs (graphs bake in addresses, so GPU
-inputs always run without a graph). Needs cuda-python.
+inputs always run without a graph). Needs cuda-python. As trtexec does
+(samples/common/sampleInference.cpp, release/10.3 l.960-970), the first call of a
+shape runs plainly, the stream is synchronized, then the same enqueue is captured;
+an engine whose graph cannot be captured or instantiated runs without graphs from
+then on, after one warning.
 
 NOT VERIFIED ON A GPU: written against NVIDIA's samples (``common_runtime.py``)
 and the TensorRT Python API documentation; the test suite checks the API it
@@ -35,6 +44,8 @@ available, and the engine logic itself against an in-memory stand-in.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import os
 import threading
@@ -57,12 +68,13 @@ from edgeres.runtime._errors import (
     PlanIntegrityError,
     EngineUnavailableError,
     PlanMismatchError,
+    CudaGraphWarning,
     PlanVersionWarning,
     SidecarMissingWarning,
 )
 from edgeres.runtime.cuda import CudaApi, HostBuffer, DeviceBuffer, cuda_api
 from edgeres.sidecar import PlanSidecar, read_sidecar, sidecar_path
-from edgeres.tensorrt_version import parse_version, same_build
+from edgeres.tensorrt_version import context_rule, contexts_share_profiles, parse_version, same_build
 
 RUNTIME_HINT = (
     "expected the tensorrt package (JetPack on Jetson, pip install --extra-index-url https://pypi.nvidia.com "
@@ -89,9 +101,10 @@ TRT_API_USED: dict[str, tuple[str, ...]] = {
     "Runtime": ("deserialize_cuda_engine",),
     "ICudaEngine": (
         "num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype", "get_tensor_shape",
-        "get_tensor_profile_shape", "create_execution_context",
+        "get_tensor_profile_shape", "create_execution_context", "num_optimization_profiles",
     ),
-    "IExecutionContext": ("set_input_shape", "get_tensor_shape", "set_tensor_address", "execute_async_v3"),
+    "IExecutionContext": ("set_input_shape", "get_tensor_shape", "set_tensor_address", "execute_async_v3",
+                          "set_optimization_profile_async"),
 }
 
 
@@ -236,12 +249,79 @@ def io_from_engine(trt: ModuleType, engine: Any) -> tuple[tuple[TensorInfo, ...]
     return tuple(inputs), tuple(outputs)
 
 
-def profile_batches(engine: Any, first_input: TensorInfo) -> tuple[int, int, int]:
-    """(min, opt, max) batch of optimization profile 0 (the fixed batch for static engines)."""
+def profile_batches(engine: Any, first_input: TensorInfo, profile: int = 0) -> tuple[int, int, int]:
+    """(min, opt, max) batch of an optimization profile (the fixed batch for static engines)."""
     if first_input.shape and first_input.shape[0] >= 0:
         return (first_input.shape[0],) * 3
-    lo, opt, hi = engine.get_tensor_profile_shape(first_input.name, 0)
+    lo, opt, hi = engine.get_tensor_profile_shape(first_input.name, profile)
     return int(lo[0]), int(opt[0]), int(hi[0])
+
+
+def is_dynamic(inputs: tuple[TensorInfo, ...]) -> bool:
+    """Whether the engine has dynamic input shapes (a -1 axis): only then do contexts need profiles."""
+    return any(d < 0 for info in inputs for d in info.shape)
+
+
+def usable_profiles(engine: Any, inputs: tuple[TensorInfo, ...]) -> tuple[int, ...]:
+    """Indices of the profiles with profile 0's shapes for every dynamic input (edgeres builds identical ones).
+
+    Slots are sized once for profile 0's max batch, so a foreign plan's differing profiles are left unused.
+    """
+    def shapes(profile: int) -> list[tuple[tuple[int, ...], ...]]:
+        return [tuple(tuple(int(d) for d in dims) for dims in engine.get_tensor_profile_shape(info.name, profile))
+                for info in inputs if any(d < 0 for d in info.shape)]
+
+    count = max(int(engine.num_optimization_profiles), 1)
+    first = shapes(0)
+    return (0, *(p for p in range(1, count) if shapes(p) == first))
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextPolicy:
+    """How many execution contexts may run at once, and which profile each selects.
+
+    ``limit``: None for no limit. ``profiles``: the profile index slot ``i`` selects with
+    ``set_optimization_profile_async`` (``profiles[i]``; ``profiles[0]`` for every slot when
+    ``shared``); None: TensorRT assigns the profile itself, nothing to select.
+    """
+
+    limit: int | None
+    profiles: tuple[int, ...] | None
+    shared: bool
+    reason: str
+
+    def profile_for(self, index: int) -> int | None:
+        if self.profiles is None:
+            return None
+        return self.profiles[0] if self.shared else self.profiles[index]
+
+
+def context_policy(tensorrt_version: str, built_with_sharing: bool | None, dynamic: bool,
+                   profiles: tuple[int, ...]) -> ContextPolicy:
+    """The contexts ``tensorrt_version`` allows for an engine (rules: ``tensorrt_version.CONTEXT_RULES``).
+
+    * no dynamic shapes: any number, TensorRT uses profile 0 ("If the associated CUDA engine does not
+      have inputs with dynamic shapes, this method need not be called", setOptimizationProfileAsync);
+    * contexts share profiles from 9.0 ("The newly created execution context will be assigned
+      optimization profile 0", NvInferRuntime.h release/10.0 l.2532-2535): any number, nothing to select;
+    * 8.6 built with ``PROFILE_SHARING_0806``: any number, each selects profile 0 explicitly, because
+      8.6 assigns 0 implicitly only "if there are no other execution contexts assigned to optimization
+      profile 0" (NvInferRuntime.h release/8.6 l.1754-1757);
+    * otherwise (8.5, 8.6 without sharing, an 8.6 sidecar that does not say): one context per profile,
+      each selecting its own ("each execution context in concurrent use must use a separate
+      optimization profile ... setOptimizationProfile() must be called with unique profile index",
+      NvInferRuntime.h release/8.5 l.1589-1591).
+    """
+    rule = context_rule(parse_version(tensorrt_version, error=EngineError))
+    if not dynamic:
+        return ContextPolicy(None, None, True, "the engine has no dynamic shapes: every context uses profile 0")
+    if contexts_share_profiles(tensorrt_version, built_with_sharing):
+        if rule.sharing == "always":
+            return ContextPolicy(None, None, True, f"TensorRT {tensorrt_version} gives every context profile 0")
+        return ContextPolicy(None, (0,), True, "the engine was built with PROFILE_SHARING_0806: contexts share profile 0")
+    return ContextPolicy(len(profiles), tuple(profiles), False,
+                         f"TensorRT {tensorrt_version} needs a separate optimization profile per concurrent context "
+                         f"and the plan has {len(profiles)} (build with concurrent_contexts=N for more)")
 
 
 # --- per-thread execution state ---------------------------------------------------------------
@@ -250,9 +330,10 @@ def profile_batches(engine: Any, first_input: TensorInfo) -> tuple[int, int, int
 class _Slot:
     """One thread's execution context, stream, event and buffers (see module docstring)."""
 
-    def __init__(self, owner: threading.Thread) -> None:
+    def __init__(self, owner: threading.Thread, profile: int | None = None) -> None:
         self.owner = owner
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # held for one call (a lease) and while a result is collected
+        self.profile = profile  # the optimization profile this slot's context selected (None: TensorRT's choice)
         self.context: Any = None
         self.stream: Any = None
         self.done_event: Any = None
@@ -262,7 +343,6 @@ class _Slot:
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.addresses: dict[str, int] = {}
         self.graphs: dict[tuple[tuple[int, ...], ...], Any] = {}
-        self.graphs_failed = False
         self.pending: "TrtPending | None" = None
         self.freed = False
 
@@ -293,6 +373,7 @@ class TrtPending:
         """The outputs (as :meth:`Engine.infer` returns them); blocks until the GPU is done. ``timeout`` is ignored."""
         with self._slot.lock:
             self._collect()
+        self._engine._slot_freed()
         return self._engine._pack(dict(self._values or {}), self._as_array)
 
     def _collect(self) -> None:
@@ -355,13 +436,19 @@ class TrtEngine(Engine):
         if not self.inputs:
             raise EngineError(f"{self.path} has no inputs; expected at least one")
         self.min_batch, self.opt_batch, self.max_batch = profile_batches(self._engine, self.inputs[0])
+        dynamic = is_dynamic(self.inputs)
+        self.context_policy = context_policy(
+            str(trt.__version__), self.sidecar.profile_sharing if self.sidecar is not None else None, dynamic,
+            usable_profiles(self._engine, self.inputs) if dynamic else (0,))
         manifest_recipe = read_manifest(self.path).get("recipe")
         sidecar_recipe = self.sidecar.recipe if self.sidecar is not None else None
         self.recipe = recipe_from(recipe if recipe is not None else sidecar_recipe or manifest_recipe)
         self.cuda_graph = bool(cuda_graph)
         self._slots: list[_Slot] = []
         self._slots_lock = threading.Lock()
+        self._slot_free = threading.Condition(self._slots_lock)  # a thread waiting for a slot (bounded pool)
         self._local = threading.local()
+        self._graphs_failed = False
         self._closed = False
 
     def __del__(self) -> None:
@@ -372,33 +459,68 @@ class TrtEngine(Engine):
             except Exception:  # interpreter shutdown or a dead context: nothing left to report to
                 pass
 
-    # ---- slots ---------------------------------------------------------------------------------
-    def _slot(self) -> _Slot:
-        slot = getattr(self._local, "slot", None)
-        if slot is not None and not slot.freed:
-            return slot
+    # ---- slots ----------------------------------------------------------------------------------
+    def infer(self, inputs: Any) -> Any:
+        with self._lease():
+            return super().infer(inputs)
+
+    def infer_async(self, inputs: Any, stream: Any = None) -> Any:
+        with self._lease():
+            return super().infer_async(inputs, stream)
+
+    @contextlib.contextmanager
+    def _lease(self) -> Any:
+        """Hold one slot for one call (the thread's own when free); waits while the pool is full."""
+        held = getattr(self._local, "lease", None)
+        if held is not None:  # re-entered on this thread (warmup -> infer): keep the slot held
+            yield held
+            return
+        slot = self._acquire()
+        self._local.lease = slot
+        try:
+            yield slot
+        finally:
+            self._local.lease = None
+            slot.lock.release()
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        with self._slot_free:
+            self._slot_free.notify()
+
+    def _acquire(self) -> _Slot:
+        """A locked slot for this thread: its own, an ended thread's, a new one within the policy's limit,
+        else (limit reached) any other free one; else wait until one is given back."""
         me = threading.current_thread()
-        with self._slots_lock:
-            self._check_open()
-            for candidate in self._slots:  # adopt the slot of a thread that has ended
-                if not candidate.owner.is_alive() and candidate.lock.acquire(blocking=False):
-                    try:
-                        if candidate.pending is not None:
-                            candidate.pending._collect()
-                        candidate.owner = me
-                    finally:
-                        candidate.lock.release()
-                    self._local.slot = candidate
-                    return candidate
-            slot = self._new_slot(me)
-            self._slots.append(slot)
+        own = getattr(self._local, "slot", None)
+        with self._slot_free:
+            while True:
+                self._check_open()
+                for candidate in ([own] if own is not None else []) + [
+                        c for c in self._slots if c is not own and not c.owner.is_alive()]:
+                    if not candidate.freed and candidate.lock.acquire(blocking=False):
+                        return self._take(candidate, me)
+                limit = self.context_policy.limit
+                if limit is None or len(self._slots) < limit:
+                    slot = self._new_slot(me, len(self._slots))
+                    slot.lock.acquire()
+                    self._slots.append(slot)
+                    return self._take(slot, me)
+                for candidate in self._slots:  # the pool is full: share another live thread's idle slot
+                    if candidate.lock.acquire(blocking=False):
+                        return self._take(candidate, me)
+                # notified when a lease ends or a result is collected; the timeout only guards a missed wake-up
+                self._slot_free.wait(timeout=1.0)
+
+    def _take(self, slot: _Slot, me: threading.Thread) -> _Slot:
+        slot.owner = me
         self._local.slot = slot
         return slot
 
-    def _new_slot(self, owner: threading.Thread) -> _Slot:
+    def _new_slot(self, owner: threading.Thread, index: int) -> _Slot:
         cuda = self._cuda
         cuda.activate()
-        slot = _Slot(owner)
+        slot = _Slot(owner, self.context_policy.profile_for(index))
         try:
             slot.context = self._engine.create_execution_context()
             if slot.context is None:
@@ -406,6 +528,16 @@ class TrtEngine(Engine):
             slot.stream = cuda.stream_create()
             slot.done_event = cuda.event_create()
             slot.wait_event = cuda.event_create()
+            if slot.profile is not None:
+                # before any set_input_shape ("setOptimizationProfileAsync() must be called before calling
+                # setInputShape()", NvInferRuntime.h release/10.0 l.3631-3632; setBindingDimensions in 8.5 l.2845),
+                # then synchronized: "Not synchronizing the stream used at enqueue with the stream used to set
+                # optimization profile asynchronously ... will result in undefined behavior" (8.5 l.2853-2855)
+                if not slot.context.set_optimization_profile_async(slot.profile, cuda.stream_ptr(slot.stream)):
+                    said = "; ".join(self._logger.recent(3)) or "no message"
+                    raise EngineError(f"TensorRT refused optimization profile {slot.profile} for execution context "
+                                      f"{index} of {self.path} ({self.context_policy.reason}; TensorRT said: {said})")
+                cuda.stream_synchronize(slot.stream)
             for info in self.inputs:  # max-batch shapes size every buffer once
                 shape = self._concrete_shape(info, self.max_batch)
                 if not slot.context.set_input_shape(info.name, shape):
@@ -469,7 +601,13 @@ class TrtEngine(Engine):
             from edgeres.runtime.cuda import stream_handle_of
 
             return stream_handle_of(stream)
-        return self._cuda.stream_ptr(self._slot().stream)
+        return self._cuda.stream_ptr(self._leased().stream)
+
+    def _leased(self) -> _Slot:
+        slot = getattr(self._local, "lease", None)
+        if slot is None:  # every entry point (infer, infer_async) takes a lease first
+            raise EngineError("internal: TensorRT engine call outside a slot lease")
+        return slot
 
     def _run(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
         pending = self._enqueue(feeds, None, as_array=False)
@@ -480,7 +618,7 @@ class TrtEngine(Engine):
 
     def _enqueue(self, feeds: dict[str, Any], stream: Any, as_array: bool) -> TrtPending:
         cuda = self._cuda
-        slot = self._slot()
+        slot = self._leased()
         with slot.lock:
             if self._closed or slot.freed:
                 raise EngineClosedError(f"engine {self.path} is closed; received a call after close()")
@@ -522,20 +660,31 @@ class TrtEngine(Engine):
             return pending
 
     def _execute(self, slot: _Slot, stream: Any, use_graph: bool) -> None:
-        if use_graph and not slot.graphs_failed:
+        if use_graph and not self._graphs_failed:
             key = tuple(slot.shapes[t.name] for t in self.inputs)
             graph = slot.graphs.get(key)
             if graph is not None:
                 self._cuda.graph_launch(graph, stream)
                 return
-            self._enqueue_v3(slot, stream)  # this call's work; also flushes shape changes before capture
+            # trtexec (samples/common/sampleInference.cpp, release/10.3 l.961-968): "Avoid capturing
+            # initialization calls by executing the enqueue function at least once before starting CUDA
+            # graph capture", then stream.synchronize(), then beginCapture. This call's own work runs here.
+            self._enqueue_v3(slot, stream)
             try:
+                self._cuda.stream_synchronize(stream)
                 slot.graphs[key] = self._cuda.graph_capture(slot.stream, lambda: self._enqueue_v3(slot, slot.stream))
-            except EngineError as exc:
-                slot.graphs_failed = True
-                warnings.warn(f"CUDA graph capture failed ({exc}); running {self.path} without graphs", stacklevel=4)
+            except EngineError as exc:  # CudaError included; the binding's TypeErrors become CudaError in cuda.py
+                self._graph_fallback(exc)
             return
         self._enqueue_v3(slot, stream)
+
+    def _graph_fallback(self, exc: Exception) -> None:
+        """Run without CUDA graphs from now on (every slot), after one warning (as trtexec's --useCudaGraph)."""
+        with self._slots_lock:
+            first, self._graphs_failed = not self._graphs_failed, True
+        if first:
+            warnings.warn(CudaGraphWarning(f"CUDA graph capture failed ({exc}); running {self.path} without CUDA "
+                                           "graphs"), stacklevel=5)
 
     def _enqueue_v3(self, slot: _Slot, stream: Any) -> None:
         if not slot.context.execute_async_v3(self._cuda.stream_ptr(stream)):
@@ -545,6 +694,7 @@ class TrtEngine(Engine):
     def _release(self) -> None:
         with self._slots_lock:
             slots, self._slots = self._slots, []
+            self._slot_free.notify_all()  # waiting threads see the engine closed
         errors = []
         for slot in slots:
             with slot.lock:

@@ -36,6 +36,8 @@ PROBES: dict[str, tuple[str, str]] = {
     "execute_async_v3": ("IExecutionContext.execute_async_v3", "named-tensor execution (>= 8.5)"),
     "set_tensor_address": ("IExecutionContext.set_tensor_address", "named tensor addresses (>= 8.5)"),
     "tensor_io_api": ("ICudaEngine.get_tensor_name", "engine I/O by name (>= 8.5)"),
+    "profile_sharing_preview": ("PreviewFeature.PROFILE_SHARING_0806", "contexts share profile 0 (opt-in in 8.6, "
+                                "always on in 10, gone in 11)"),
 }
 
 
@@ -65,6 +67,7 @@ class Capabilities:
     execute_async_v3: bool
     set_tensor_address: bool
     tensor_io_api: bool
+    profile_sharing_preview: bool = False
 
     @property
     def major(self) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 
 from edgeres._tensorrt import DTYPE_NAMES, dtype_key
 from edgeres.errors import BuildError, CalibrationError, TensorRTUnavailableError
-from edgeres.tensorrt_version import same_build
+from edgeres.tensorrt_version import contexts_share_profiles, needs_profile_sharing_feature, same_build
 from edgeres.trt.calibrator import (  # noqa: F401 - re-exported: edgeres.trt.loaders.<name> keeps working
     CudaAllocator,
     DeviceAllocator,
@@ -162,6 +162,39 @@ def check_network_input(network: Any, settings: EngineSettings) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class ContextProfiles:
+    """How a build lets execution contexts run at once (recorded in the sidecar, read by the runtime).
+
+    ``count``: identical optimization profiles to build; ``sharing``: contexts may share profile 0
+    (8.6 with ``PreviewFeature.PROFILE_SHARING_0806`` enabled, every release from 9.0).
+    """
+
+    count: int
+    sharing: bool
+    preview_feature: bool  # set PROFILE_SHARING_0806 on the builder config (8.6 only)
+
+
+def context_profiles(settings: EngineSettings, caps: Capabilities, dynamic: bool = True) -> ContextProfiles:
+    """Profiles and profile sharing for ``settings`` on this TensorRT (rules: ``tensorrt_version.CONTEXT_RULES``).
+
+    8.6: enable profile sharing, one profile. 8.5: one profile per concurrent context
+    (``settings.concurrent_contexts``; the runtime gives each context its own). >= 9: one profile,
+    always shared. A network without dynamic shapes needs one profile everywhere ("the default
+    profile index of 0 will be used", setOptimizationProfileAsync in every release's NvInferRuntime.h).
+    """
+    preview = needs_profile_sharing_feature(caps.version) and caps.profile_sharing_preview
+    sharing = contexts_share_profiles(caps.version, preview)
+    count = 1 if sharing or not dynamic else int(settings.concurrent_contexts)
+    return ContextProfiles(count=count, sharing=sharing, preview_feature=preview)
+
+
+def network_is_dynamic(network: Any) -> bool:
+    """Whether any network input has a dynamic axis (-1), i.e. the engine has dynamic shapes."""
+    inputs, _ = network_io(network)
+    return any(int(d) < 0 for t in inputs for d in t.shape)
+
+
 def config_from_settings(builder: Any, network: Any, settings: EngineSettings, caps: Capabilities,
                          calibrator: Any = None, progress: Any = None, timing_cache_bytes: bytes | None = None,
                          int8_scales: bool = True) -> Any:
@@ -185,10 +218,14 @@ def config_from_settings(builder: Any, network: Any, settings: EngineSettings, c
                 continue  # INT8 without Q/DQ or calibrator scales would silently fall back; say so via the sidecar
             config.set_flag(getattr(trt.BuilderFlag, flag))
 
-    profile = builder.create_optimization_profile()
-    profile.set_shape(settings.input_name, settings.shape(settings.min_batch),
-                      settings.shape(settings.opt_batch), settings.shape(settings.max_batch))
-    config.add_optimization_profile(profile)
+    contexts = context_profiles(settings, caps, network_is_dynamic(network))
+    for _ in range(contexts.count):  # identical profiles: profile i serves execution context i (8.5)
+        profile = builder.create_optimization_profile()
+        profile.set_shape(settings.input_name, settings.shape(settings.min_batch),
+                          settings.shape(settings.opt_batch), settings.shape(settings.max_batch))
+        config.add_optimization_profile(profile)
+    if contexts.preview_feature:  # NvInfer.h release/8.6 l.9038-9042: off unless set
+        config.set_preview_feature(trt.PreviewFeature.PROFILE_SHARING_0806, True)
 
     if calibrator is not None:
         config.int8_calibrator = calibrator
@@ -423,6 +460,7 @@ def build_engine(settings: EngineSettings, *, allocator: DeviceAllocator | None 
 
     inputs, outputs = network_io(network)
     dynamic = settings.min_batch != settings.max_batch
+    contexts = context_profiles(settings, caps, network_is_dynamic(network))
     extra: dict[str, Any] = {"int8_mode": settings.int8_mode if settings.precision in ("int8", "best") else None,
                              "workspace_bytes": int(settings.workspace_bytes), "gpu_fallback": settings.gpu_fallback,
                              "strongly_typed": caps.always_strongly_typed, "allow_mismatch": settings.allow_mismatch,
@@ -443,6 +481,7 @@ def build_engine(settings: EngineSettings, *, allocator: DeviceAllocator | None 
             min_batch=settings.min_batch, opt_batch=settings.opt_batch, max_batch=settings.max_batch,
             plan_sha256=sha256_file(tmp), onnx_sha256=sha256_file(onnx_path), edgeres_version=edgeres.__version__,
             dla_core=settings.dla_core, target=settings.target, recipe=settings.recipe, extra=extra,
+            optimization_profiles=contexts.count, profile_sharing=contexts.sharing,
         )
         write_sidecar(tmp, sidecar)
         if timing_cache is not None and timing_cache.parent.resolve() == plan_path.parent.resolve():

@@ -16,6 +16,7 @@ from edgeres.errors import BuildError
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 INT8_MODES = ("qdq", "calibrator")
+MAX_CONCURRENT_CONTEXTS = 16  # identical profiles on 8.5: each multiplies tactic timing, so keep it small
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,11 @@ class EngineSettings:
         expected_compute_capability: the target's GPU; a different local GPU is refused
             unless ``allow_mismatch``.
         show_progress: drive a progress bar from ``IBuilderConfig.progress_monitor`` (TensorRT >= 10).
+        concurrent_contexts: execution contexts that may run at once on TensorRT 8.5, where each context
+            in concurrent use needs its own optimization profile (NvInferRuntime.h release/8.5 l.1589): that
+            many identical profiles are built (each adds build time and plan size). 1 (default): threads
+            take turns on one context. Ignored from 8.6 on, where edgeres builds contexts that share profile 0
+            (:data:`edgeres.tensorrt_version.CONTEXT_RULES`).
     """
 
     onnx_path: Path
@@ -61,6 +67,7 @@ class EngineSettings:
     allow_mismatch: bool = False
     recipe: dict[str, Any] | None = None
     show_progress: bool = True
+    concurrent_contexts: int = 1
 
     def shape(self, batch: int) -> tuple[int, int, int, int]:
         """The NCHW input shape at ``batch``."""
@@ -81,6 +88,8 @@ def check_settings(settings: EngineSettings) -> None:
         )
     if len(s.input_shape) != 3 or any(int(d) < 1 for d in s.input_shape):
         raise BuildError(f"input_shape must be three positive sizes (C, H, W), received {tuple(s.input_shape)}")
+    if not 1 <= s.concurrent_contexts <= MAX_CONCURRENT_CONTEXTS:
+        raise BuildError(f"concurrent_contexts must be 1..{MAX_CONCURRENT_CONTEXTS}, received {s.concurrent_contexts}")
     if s.workspace_bytes < 1 << 20:
         raise BuildError(f"workspace must be at least 1 MiB, received {s.workspace_bytes} bytes")
     if s.dla_core is not None and s.dla_core < 0:

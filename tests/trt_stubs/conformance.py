@@ -40,15 +40,18 @@ EXPECTED_CAPS = {
     8: dict(fp16_flag=True, int8_flag=True, implicit_int8_calibrator=True, int8_calibrator_config=True,
             progress_monitor=False, progress_monitor_class=False, memory_pool_limit=True, max_workspace_size=True,
             explicit_batch_required=True, strongly_typed_flag=False, build_engine=True, execute_async_v2=True,
-            execute_async_v3=True, parser_node_name=False, precision_flags=True, always_strongly_typed=False),
+            execute_async_v3=True, parser_node_name=False, precision_flags=True, always_strongly_typed=False,
+            profile_sharing_preview=True),
     10: dict(fp16_flag=True, int8_flag=True, implicit_int8_calibrator=True, int8_calibrator_config=True,
              progress_monitor=True, progress_monitor_class=True, memory_pool_limit=True, max_workspace_size=False,
              explicit_batch_required=False, strongly_typed_flag=True, build_engine=False, execute_async_v2=False,
-             execute_async_v3=True, parser_node_name=True, precision_flags=True, always_strongly_typed=False),
+             execute_async_v3=True, parser_node_name=True, precision_flags=True, always_strongly_typed=False,
+             profile_sharing_preview=True),
     11: dict(fp16_flag=False, int8_flag=False, implicit_int8_calibrator=False, int8_calibrator_config=False,
              progress_monitor=True, progress_monitor_class=True, memory_pool_limit=True, max_workspace_size=False,
              explicit_batch_required=False, build_engine=False, execute_async_v2=False, execute_async_v3=True,
-             parser_node_name=True, precision_flags=False, always_strongly_typed=True, gpu_fallback_flag=True),
+             parser_node_name=True, precision_flags=False, always_strongly_typed=True, gpu_fallback_flag=True,
+             profile_sharing_preview=False),
 }
 
 needs_calibrator = pytest.mark.skipif(not CAPS.implicit_int8_calibrator, reason=f"TensorRT {EXPECTED} has no implicit INT8 calibrator")
@@ -287,6 +290,11 @@ def test_dry_run_build_engine(tmp_path, monkeypatch, precision):
     assert set_calls(calls, "set_shape") == [("input", (1, 3, 8, 8), (4, 3, 8, 8), (8, 3, 8, 8))], "min/opt/max profile"
     assert set_calls(calls, "set_timing_cache") and set_calls(calls, "create_timing_cache") == [(b"",)], "fresh timing cache attached"
     assert bool(set_calls(calls, "set:progress_monitor")) == CAPS.progress_monitor, "progress monitor iff the API has it"
+    # 8.6: contexts share profile 0 only with PROFILE_SHARING_0806 (NvInfer.h release/8.6 l.9038-9042); 10: always on
+    sharing_8_6 = MAJOR == 8
+    want_preview = [(trt.PreviewFeature.PROFILE_SHARING_0806, True)] if sharing_8_6 else []
+    assert set_calls(calls, "set_preview_feature") == want_preview, f"preview features on TensorRT {EXPECTED}"
+    assert len(set_calls(calls, "add_optimization_profile")) == 1, "one shared optimization profile"
 
     plan = (tmp_path / "model.plan").read_bytes()
     meta = json.loads((tmp_path / "model.plan.json").read_text())
@@ -294,6 +302,7 @@ def test_dry_run_build_engine(tmp_path, monkeypatch, precision):
     assert meta["tensorrt_version"] == EXPECTED and meta["precision"] == precision, f"sidecar: {meta}"
     assert meta["inputs"] == [{"name": "input", "shape": [-1, 3, 8, 8], "dtype": "float32"}], f"sidecar inputs {meta['inputs']}"
     assert meta["outputs"][0]["name"] == "logits" and meta["target"] == "orin-nano", f"sidecar: {meta}"
+    assert (meta["optimization_profiles"], meta["profile_sharing"]) == (1, True), f"contexts share profile 0: {meta}"
     import hashlib
 
     assert meta["plan_sha256"] == hashlib.sha256(plan).hexdigest(), "sidecar must hash the plan that was written"
@@ -450,3 +459,13 @@ def test_dry_run_profile_must_fit_network(tmp_path, monkeypatch, network_input, 
     with pytest.raises(BuildError, match=match):
         loaders.build_engine(settings_for(tmp_path, kind, precision="fp16", show_progress=False, **kw))
     assert not set_calls(calls, "build_serialized_network"), "no build with a profile the network cannot take"
+
+
+def test_dry_run_concurrent_contexts_need_no_extra_profiles_from_8_6(tmp_path, monkeypatch):
+    """concurrent_contexts builds extra profiles only where contexts cannot share one (8.5, not in this set)."""
+    calls, builder, parser = checked_builder()
+    monkeypatch.setattr(trt, "Builder", builder)
+    monkeypatch.setattr(trt, "OnnxParser", parser)
+    sidecar = loaders.build_engine(settings_for(tmp_path, "fp32", concurrent_contexts=4, show_progress=False))
+    assert len(set_calls(calls, "add_optimization_profile")) == 1, f"TensorRT {EXPECTED} shares profile 0"
+    assert sidecar.optimization_profiles == 1 and sidecar.profile_sharing is True, sidecar

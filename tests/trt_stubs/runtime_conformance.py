@@ -118,6 +118,7 @@ def checked_engine(calls: list):
         "get_tensor_shape": lambda name: trt.Dims(shapes["input"] if name == "input" else (shapes["input"][0], 10)),
         "set_tensor_address": True,
         "execute_async_v3": True,
+        "set_optimization_profile_async": True,
     }, calls)
     dims = {"input": (-1, 1, 28, 28), "logits": (-1, 10)}
     return Checked(trt, trt.ICudaEngine, {
@@ -128,6 +129,7 @@ def checked_engine(calls: list):
         "get_tensor_shape": lambda n: trt.Dims(dims[n]),
         "get_tensor_profile_shape": lambda n, p: [trt.Dims((b, 1, 28, 28)) for b in (1, 4, 8)],
         "create_execution_context": lambda *a: context,
+        "num_optimization_profiles": 1,
     }, calls)
 
 
@@ -148,7 +150,13 @@ def test_every_engine_call_fits_a_real_signature(tmp_path, monkeypatch):
     names = {name for name, _ in calls}
     expected = {"deserialize_cuda_engine", "get:num_io_tensors", "get_tensor_name", "get_tensor_mode",
                 "get_tensor_dtype", "get_tensor_shape", "get_tensor_profile_shape", "create_execution_context",
-                "set_input_shape", "set_tensor_address", "execute_async_v3"}
+                "set_input_shape", "set_tensor_address", "execute_async_v3", "get:num_optimization_profiles"}
+    from edgeres.tensorrt_version import context_rule
+
+    if context_rule(trt.__version__).sharing != "always":  # 8.6 without a sharing sidecar: context 0 selects profile 0
+        expected.add("set_optimization_profile_async")
+    else:
+        assert "set_optimization_profile_async" not in names, "from 9.0 every context already has profile 0"
     assert expected <= names, f"not exercised: {expected - names}"
 
 
