@@ -263,12 +263,12 @@ def calibrate_model(
     from edgeres._io import check_output_folder, output_dir
     from edgeres._interrupt import checkpoint
     from edgeres.calibrate.api import calibrate, check_options
-    from edgeres.data import load_dataset, source_path
+    from edgeres.data import load_dataset
 
     reference = uses_reference(arch, weights)
     if weights is not None and arch is None:
         raise CalibrationError("--weights needs --arch (the architecture the weights belong to)")
-    inputs = tuple(p for p in (weights, *(source_path(s) for s in (calib_source, eval_source) if s)) if p is not None)
+    inputs = calibration_inputs(weights, calib_source, eval_source)
     out_dir = check_output_folder(out_dir, "calibrate", inputs=inputs, force=force)
     check_options(method, percentile, trt_version, max_accuracy_drop, min_agreement,
                   eval_source is not None or (reference and calib_source in (None, "reference:calib")), batch_size)
@@ -289,6 +289,15 @@ def calibrate_model(
                            eval_dataset=eval_dataset, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
                            batch_size=batch_size, progress=progress, quantize_classifier=quantize_classifier)
     return _moved(result, staging, out_dir)
+
+
+def calibration_inputs(weights: str | os.PathLike[str] | None, calib_source: str | None,
+                       eval_source: str | None) -> tuple[str | os.PathLike[str], ...]:
+    """The files and folders :func:`calibrate_model` reads: never inside its ``out_dir``."""
+    from edgeres.data import source_path
+
+    sources = (source_path(s) for s in (calib_source, eval_source) if s)
+    return tuple(p for p in (weights, *sources) if p is not None)
 
 
 def _moved(result: Any, old: Path, new: Path) -> Any:

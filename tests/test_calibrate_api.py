@@ -217,6 +217,7 @@ def test_cli_full_disk_and_foreign_folder(tmp_path, monkeypatch) -> None:
     (user / "model.onnx").write_text("the user's own model")
     refused = CliRunner().invoke(cli, [*args, "-o", str(user)])
     assert refused.exit_code == 2 and "--force" in refused.stderr and str(user) in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, f"the refusal is one line, before any progress: {refused.stderr}"
     assert (user / "model.onnx").read_text() == "the user's own model", "the user's file is untouched"
     inside = CliRunner().invoke(cli, ["calibrate", "--arch", "resnet20", "--calib-data", str(user / "model.onnx"),
                                       "--force", "-o", str(user)])

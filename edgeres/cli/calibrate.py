@@ -55,6 +55,11 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
         click.echo(f"wrote {Path(out_dir) / 'model.qdq.onnx'} from {from_cache}")
         return
 
+    from edgeres._io import check_output_folder
+    from edgeres.pipeline import calibration_inputs
+
+    # a folder that may not be replaced is one line, before any progress output
+    check_output_folder(out_dir, "calibrate", inputs=calibration_inputs(weights, calib_data, eval_data), force=force)
     what = "the reference model" if arch is None and weights is None else arch
     with stage(f"calibrate {what} ({method})"):
         result = calibrate_model(
