@@ -23,6 +23,9 @@ class StageTimer:
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        from edgeres._interrupt import checkpoint
+
+        checkpoint(f"stage:{name}")  # test hook: interrupt a build at each stage
         self.report(f"- {name} ...")
         start = time.perf_counter()
         yield

@@ -64,6 +64,7 @@ class BuildRequest:
     bundle_only: bool = False
     allow_mismatch: bool = False
     seed: int = 0
+    force: bool = False  # replace an existing -o folder that is not an earlier build (never one holding an input)
 
 
 
@@ -286,16 +287,11 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
         ``request.output`` is untouched on failure.
     """
     import edgeres
-    from edgeres._io import atomic_dir, check_writable_parent
+    from edgeres._io import check_output_folder, output_dir
 
     timer = StageTimer(report)
-    out = Path(request.output)
-    check_writable_parent((out.parent if str(out.parent) else Path(".")) / ".probe")
-    if out.exists() and not out.is_dir():
-        raise BuildError(f"output {out} is a file; pass a folder path with -o")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        # the folder is replaced as a whole: never replace one that is not an earlier build
-        raise BuildError(f"output {out} exists and is not an edgeres build folder (no manifest.json); pass a new -o folder")
+    # the folder is replaced as a whole: only an earlier build's (or with --force), never one holding an input
+    out = check_output_folder(request.output, "build", inputs=build_inputs(request), force=request.force)
     plan = resolve_build(request)  # every option is checked against the target before the model is loaded
     for line in (*plan.notes, *(f"left out {x}" for x in plan.left_out)):
         timer.report(f"  note: {line}")
@@ -305,7 +301,7 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
         made = pipeline.front_end(plan.arch, request.weights, seed=request.seed)
         spec = plan.spec(made.input_shape)
     calibration = None
-    with atomic_dir(out) as tmp:
+    with output_dir(out, "build", inputs=build_inputs(request), force=request.force) as tmp:
         with timer.stage("export"):
             pipeline.onnx_from_folded(made.folded, tmp / "model.onnx", made.example, opset=plan.opset)
         dla_fallback = None
@@ -357,6 +353,14 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
         trt_version=plan.trt_version, reason=None if plan.engine_here else plan.reason, files=files,
         stages=tuple(timer.stages), calibration=calibration, manifest=manifest,
     )
+
+
+def build_inputs(request: BuildRequest) -> tuple[str | os.PathLike[str], ...]:
+    """The files and folders a build reads (weights, calibration data, targets folder): never inside ``-o``."""
+    from edgeres.data import source_path
+
+    data = source_path(request.calib_data) if request.calib_data is not None else None
+    return tuple(p for p in (request.weights, data, request.targets_dir) if p is not None)
 
 
 def _bundle_versions(plan: BuildPlan) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgeres._io import atomic_dir, sha256_file
+from edgeres._io import OUTPUT_MARKER, output_dir, sha256_file
 from edgeres.errors import BundleError
 
 BUNDLE_FORMAT = "edgeres-bundle/1"
@@ -39,6 +39,7 @@ FILE_ROLES = {
     "calib.cache": "TensorRT INT8 calibration cache (implicit calibration, TensorRT <= 10)",
     "calib_report.json": "calibration report: INT8 vs FP32 accuracy, per-layer scales",
     "build.sh": "the equivalent trtexec command, verifying these hashes first",
+    OUTPUT_MARKER: "marker: this folder is an `edgeres build` output (edgeres._io.output_dir)",
 }
 
 
@@ -133,22 +134,27 @@ def make_bundle(
     files: Mapping[str, str | os.PathLike[str]],
     manifest_fields: Mapping[str, Any],
     build_sh: str,
+    *,
+    force: bool = False,
 ) -> BundleManifest:
     """Write a bundle folder atomically: copy ``files`` in, add ``build.sh`` and ``manifest.json``.
 
     Args:
-        out_dir: bundle folder; replaced only once the new one is complete.
+        out_dir: bundle folder; replaced only once the new one is complete, and only when it is an
+            earlier build (its ``.edgeres-output.json`` marker; any folder with ``force``), never
+            when a source file lives inside it (:func:`edgeres._io.output_dir`).
         files: bundle file name -> source path.
         manifest_fields: every :class:`BundleManifest` field except ``files``.
         build_sh: text of ``build.sh``.
 
     Raises:
         BundleError: a source file is missing.
+        OutputPathError: ``out_dir`` may not be replaced.
     """
     for name, src in files.items():
         if not Path(src).is_file():
             raise BundleError(f"cannot bundle {name}: {src} does not exist")
-    with atomic_dir(out_dir) as tmp:
+    with output_dir(out_dir, "build", inputs=files.values(), force=force) as tmp:
         for name, src in sorted(files.items()):
             shutil.copyfile(src, tmp / name)
         return finish_bundle(tmp, manifest_fields, build_sh)

@@ -15,7 +15,10 @@ Sources:
       recipe normalizes (uint8 NHW is accepted for 1-channel models). The file
       is memory-mapped, so memory stays bounded by one batch. No labels.
     * ``.npz``: images under ``images`` or ``x``, optional labels under
-      ``labels`` or ``y``; same two layouts. ``file.npz#split`` reads
+      ``labels`` or ``y`` (integer class indices of the recipe's ``num_classes``,
+      checked in their own dtype before the int64 cast, so a huge uint64 cannot
+      wrap; an ImageFolder may not have more class folders than the model has
+      classes); same two layouts. ``file.npz#split`` reads
       ``split_images`` and ``split_labels`` instead. An ``.npz`` member cannot be
       memory-mapped: the chosen samples are held in memory (use ``.npy`` for
       large sets).
@@ -176,7 +179,7 @@ def load_dataset(
     elif path.suffix.lower() == ".npy":
         dataset = _array_dataset(_open_npy(path), None, text, recipe, size, seed)
     elif path.suffix.lower() == ".npz":
-        images, labels = _open_npz(path, split)
+        images, labels = _open_npz(path, split, recipe.num_classes)
         dataset = _array_dataset(images, labels, text, recipe, size, seed)
     else:
         raise DataError(
@@ -192,6 +195,12 @@ def load_dataset(
 def reference_dataset(split: str, *, size: int | None = None, seed: int = 0) -> Dataset:
     """The shipped ``calib`` or ``test`` split as a labelled :class:`Dataset` (the reference recipe)."""
     return load_dataset(f"{REFERENCE_PREFIX}{split}", None, size=size, seed=seed, require_labels=True)
+
+
+def source_path(source: str | os.PathLike[str]) -> Path | None:
+    """The file or folder a data source reads (``file.npz#split`` -> ``file.npz``); None for ``reference:`` sources."""
+    text = os.fspath(source)
+    return None if text.startswith(REFERENCE_PREFIX) else _split_source(text)[0]
 
 
 def _split_source(text: str) -> tuple[Path, str | None]:
@@ -210,12 +219,7 @@ def _check_labels(dataset: Dataset) -> None:
             f"{dataset.source} has no labels, but labels are required: use an ImageFolder layout "
             f"(root/<class>/<image>) or a .npz with a 'labels' (or 'y') array"
         )
-    num_classes = dataset.recipe.num_classes
-    if len(dataset.labels) and (dataset.labels.min() < 0 or dataset.labels.max() >= num_classes):
-        raise DataError(
-            f"{dataset.source} has labels in [{dataset.labels.min()}, {dataset.labels.max()}], "
-            f"expected [0, {num_classes - 1}] for a {num_classes}-class model"
-        )
+    # their range was checked against the recipe's classes when they were read
 
 
 def choose(count: int, size: int | None, seed: int) -> np.ndarray:
@@ -273,6 +277,11 @@ def _folder_dataset(root: Path, recipe: Recipe, size: int | None, seed: int) -> 
     chosen_paths = [paths[i] for i in chosen]
     labels = None
     if classes is not None:
+        if len(classes) > recipe.num_classes:
+            raise DataError(
+                f"image folder {root} has {len(classes)} class folders ({classes[0]} ... {classes[-1]}), but the model "
+                f"has {recipe.num_classes} classes; its labels (class-folder indices) would not be this model's"
+            )
         class_index = {name: i for i, name in enumerate(classes)}
         labels = np.array([class_index[relative[i].split("/", 1)[0]] for i in chosen], dtype=np.int64)
 
@@ -323,7 +332,7 @@ def _open_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path} is not a readable .npy array ({type(exc).__name__}: {exc})") from exc
 
 
-def _open_npz(path: Path, split: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _open_npz(path: Path, split: str | None, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
     if split is None:
         image_keys, label_keys = IMAGE_KEYS, LABEL_KEYS
     else:
@@ -345,16 +354,17 @@ def _open_npz(path: Path, split: str | None) -> tuple[np.ndarray, np.ndarray | N
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise DataError(f"{path} is not a readable .npz archive ({type(exc).__name__}: {exc})") from exc
     if labels is not None:
-        labels = _as_labels(labels, len(images), path)
+        labels = _as_labels(labels, len(images), path, num_classes)
     return images, labels
 
 
-def _as_labels(labels: np.ndarray, count: int, path: Path) -> np.ndarray:
+def _as_labels(labels: np.ndarray, count: int, path: Path, num_classes: int) -> np.ndarray:
+    """int64 labels of shape (count,), integer class indices of the recipe's ``num_classes`` (checked before the cast)."""
+    from edgeres.evaluate import check_labels
+
     if labels.ndim != 1 or len(labels) != count:
         raise DataError(f"{path}: expected labels of shape ({count},), received {tuple(labels.shape)}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{path}: expected integer labels, received dtype {labels.dtype}")
-    return labels.astype(np.int64)
+    return check_labels(labels, num_classes, str(path))
 
 
 def array_layout(shape: tuple[int, ...], dtype: np.dtype, recipe: Recipe) -> str:

@@ -170,8 +170,10 @@ def compile_torch_tensorrt(model: Any, spec: Any, target: Target, folder: Path, 
         ) from exc
     import torch
 
+    import hashlib
+
     import edgeres
-    from edgeres._io import atomic_path, sha256_file
+    from edgeres._io import atomic_files, sha256_file
     from edgeres.sidecar import PlanSidecar, TensorSpec, write_sidecar
     from edgeres.trt import local_compute_capability, require_tensorrt
 
@@ -183,21 +185,21 @@ def compile_torch_tensorrt(model: Any, spec: Any, target: Target, folder: Path, 
     exported = torch.export.export(model.cuda().eval(), (example,), dynamic_shapes=({0: batch_dim},))
     inputs = [torch_tensorrt.Input(min_shape=(s.min_batch, *shape), opt_shape=(s.opt_batch, *shape),
                                    max_shape=(s.max_batch, *shape), dtype=torch.float)]
-    engine = torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine(
+    engine = bytes(torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine(
         exported, inputs=inputs, enabled_precisions={dtype}, workspace_size=s.workspace_mib << 20,
-    )
+    ))
     plan_path = folder / "model.plan"
-    with atomic_path(plan_path) as tmp:
-        tmp.write_bytes(bytes(engine))
     cc = local_compute_capability() or target.compute_capability
     sidecar = PlanSidecar(
         tensorrt_version=str(require_tensorrt().__version__), compute_capability=tuple(cc),
         device_name=torch.cuda.get_device_name(0), precision=s.precision,
         inputs=(TensorSpec("input", (-1, *shape), "float32"),),
         outputs=(TensorSpec("logits", (-1, recipe.num_classes), "float32"),),
-        min_batch=s.min_batch, opt_batch=s.opt_batch, max_batch=s.max_batch, plan_sha256=sha256_file(plan_path),
+        min_batch=s.min_batch, opt_batch=s.opt_batch, max_batch=s.max_batch, plan_sha256=hashlib.sha256(engine).hexdigest(),
         onnx_sha256=sha256_file(folder / "model.onnx"), edgeres_version=edgeres.__version__, dla_core=None,
         target=target.name, recipe=recipe.to_dict(), extra={"frontend": "torch-tensorrt"},
     )
-    write_sidecar(plan_path, sidecar)
+    with atomic_files(folder) as staging:  # plan and sidecar appear together
+        (staging / plan_path.name).write_bytes(engine)
+        write_sidecar(staging / plan_path.name, sidecar)
     return sidecar

@@ -17,6 +17,29 @@ import numpy as np
 from edgeres.errors import DataError
 
 
+def check_labels(labels: np.ndarray, num_classes: int, where: str) -> np.ndarray:
+    """``labels`` as int64, after checking they are integer class indices of a ``num_classes``-class model.
+
+    Checked in the labels' own dtype, so a huge uint64 cannot wrap to a valid
+    index. Used where labels are read (:mod:`edgeres.data`, with the recipe's
+    classes) and where they meet a model's logits (calibration, benchmarks).
+
+    Raises:
+        DataError: non-integer (or boolean) labels, negative ones, or labels of classes the model lacks.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{where}: expected integer class labels, received dtype {labels.dtype}")
+    if labels.size:
+        low, high = labels.min(), labels.max()
+        if low < 0 or high >= num_classes:
+            raise DataError(
+                f"{where}: labels range over [{low}, {high}], expected class indices 0 to {num_classes - 1} "
+                f"(the model has {num_classes} classes); are these labels for another model?"
+            )
+    return labels.astype(np.int64)
+
+
 def onnx_session(model: Any, *, threads: int = 0) -> Any:
     """A CPU onnxruntime session from a path, bytes or ModelProto."""
     import onnxruntime as ort
@@ -73,6 +96,7 @@ def compare_logits(reference: np.ndarray, result: np.ndarray, labels: np.ndarray
         labels = np.asarray(labels)
         if labels.shape[0] != reference.shape[0]:
             raise DataError(f"{labels.shape[0]} labels for {reference.shape[0]} samples")
+        labels = check_labels(labels, reference.shape[1], "evaluation labels")
         accuracy_ref = float(np.mean(ref_top == labels))
         accuracy = float(np.mean(out_top == labels))
     return {

@@ -223,9 +223,10 @@ def export_model(arch: str | None, weights: str | os.PathLike[str] | None, path:
                  seed: int = 0, input_size: int | None = None, batch: int | None = None, opset: int | None = None,
                  fold: bool = True) -> tuple[FrontEnd, "ExportReport"]:
     """arch/weights/seed -> folded ONNX at ``path``: :func:`front_end`, then :func:`onnx_from_folded`."""
-    from edgeres._io import check_writable_parent
+    from edgeres._io import check_not_input, check_writable_parent
 
     check_writable_parent(path)
+    check_not_input(path, [weights])  # -o naming the weights would replace them
     made = front_end(arch, weights, seed=seed, input_size=input_size, fold=fold)
     return made, onnx_from_folded(made.folded, path, made.example, batch=batch, opset=opset)
 
@@ -247,24 +248,28 @@ def calibrate_model(
     batch_size: int = 32,
     progress: bool = True,
     quantize_classifier: bool = False,
+    force: bool = False,
 ) -> "CalibrationResult":
     """Front end (``arch`` + ``weights``, or the reference model) -> ``out_dir/model.onnx`` -> :func:`calibrate`.
 
     With ``arch`` and ``weights`` None, the shipped reference model is used
     (``reference:calib`` / ``reference:test`` as default data). The calibration
-    options are :func:`edgeres.calibrate.calibrate`'s, passed on as given;
-    ``model.onnx`` joins the other outputs only once calibration succeeded.
+    options are :func:`edgeres.calibrate.calibrate`'s, passed on as given.
+    ``out_dir`` is one output folder (:func:`edgeres._io.output_dir`): staged
+    whole and renamed into place once calibration succeeded, replacing only an
+    earlier ``edgeres calibrate`` output (or any folder with ``force``), never
+    one that holds an input.
     """
-    import shutil
-    import tempfile
-
-    from edgeres.calibrate.api import _check_out_dir, calibrate, check_options
+    from edgeres._io import check_output_folder, output_dir
+    from edgeres._interrupt import checkpoint
+    from edgeres.calibrate.api import calibrate, check_options
     from edgeres.data import load_dataset
 
-    out_dir = _check_out_dir(Path(out_dir))
     reference = uses_reference(arch, weights)
     if weights is not None and arch is None:
         raise CalibrationError("--weights needs --arch (the architecture the weights belong to)")
+    inputs = calibration_inputs(weights, calib_source, eval_source)
+    out_dir = check_output_folder(out_dir, "calibrate", inputs=inputs, force=force)
     check_options(method, percentile, trt_version, max_accuracy_drop, min_agreement,
                   eval_source is not None or (reference and calib_source in (None, "reference:calib")), batch_size)
     if reference:
@@ -273,16 +278,35 @@ def calibrate_model(
     if calib_source is None:
         raise DataError("--calib-data is required with --arch (an image folder, .npy or .npz)")
     made = front_end(arch, weights, seed=seed)
+    checkpoint("calibrate:front_end")
     dataset = load_dataset(calib_source, made.recipe, size=calib_size, seed=seed)
     eval_dataset = load_dataset(eval_source, made.recipe) if eval_source else None
-    staging = Path(tempfile.mkdtemp(prefix=".edgeres-calib-", dir=out_dir.parent if str(out_dir.parent) else "."))
-    try:
+    with output_dir(out_dir, "calibrate", inputs=inputs, force=force) as staging:
         model_path = staging / "model.onnx"
         onnx_from_folded(made.folded, model_path, made.example)
-        result = calibrate(model_path, dataset, out_dir, method=method, percentile=percentile, trt_version=trt_version,
+        checkpoint("calibrate:model_onnx")
+        result = calibrate(model_path, dataset, staging, method=method, percentile=percentile, trt_version=trt_version,
                            eval_dataset=eval_dataset, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
                            batch_size=batch_size, progress=progress, quantize_classifier=quantize_classifier)
-        os.replace(model_path, out_dir / "model.onnx")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return result
+    return _moved(result, staging, out_dir)
+
+
+def calibration_inputs(weights: str | os.PathLike[str] | None, calib_source: str | None,
+                       eval_source: str | None) -> tuple[str | os.PathLike[str], ...]:
+    """The files and folders :func:`calibrate_model` reads: never inside its ``out_dir``."""
+    from edgeres.data import source_path
+
+    sources = (source_path(s) for s in (calib_source, eval_source) if s)
+    return tuple(p for p in (weights, *sources) if p is not None)
+
+
+def _moved(result: Any, old: Path, new: Path) -> Any:
+    """``result`` with every path under ``old`` (a staging folder, now renamed) pointing under ``new``."""
+    def move(value: Any) -> Any:
+        if isinstance(value, Path) and (value == old or old in value.parents):
+            return new / value.relative_to(old)
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        return value
+
+    return dataclasses.replace(result, **{f.name: move(getattr(result, f.name)) for f in dataclasses.fields(result)})

@@ -161,8 +161,53 @@ def test_existing_foreign_folder_is_never_replaced(tmp_path: Path) -> None:
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     result = run("build", "--target", "jetson-orin", "--precision", "fp16", "-o", str(out))
-    assert result.exit_code == 2 and "not an edgeres build folder" in result.stderr, result.stderr
+    assert result.exit_code == 2 and "not an earlier `edgeres build` output" in result.stderr, result.stderr
+    assert "--force" in result.stderr and str(out) in result.stderr, f"names the folder and --force: {result.stderr}"
     assert (out / "notes.txt").read_text() == "keep me", "the user's folder is untouched"
+
+
+def test_build_never_replaces_a_folder_holding_an_input(tmp_path: Path, weights: Path) -> None:
+    """-o holding the --weights (or the targets folder) is refused even with --force; a manifest.json proves nothing."""
+    import shutil
+
+    from edgeres._io import OUTPUT_MARKER, marker_text
+
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(weights, out / "w.pth")
+    (out / "manifest.json").write_text('{"format": "edgeres-bundle/1"}')
+    args = ["build", "--target", "jetson-orin", "--arch", "resnet20", "--weights", str(out / "w.pth"), "--precision", "fp16"]
+    for extra in ([], ["--force"]):
+        (out / OUTPUT_MARKER).write_text(marker_text("build"))  # even an earlier build's folder
+        result = run(*args, *extra, "-o", str(out))
+        assert result.exit_code == 2 and "holds an input" in result.stderr and "not even with --force" in result.stderr, (
+            result.stderr
+        )
+        assert (out / "w.pth").read_bytes() == weights.read_bytes(), "the user's checkpoint is still there"
+    (out / OUTPUT_MARKER).unlink()
+    (out / "w.pth").unlink()
+    result = run("build", "--target", "jetson-orin", "--precision", "fp16", "-o", str(out))
+    assert result.exit_code == 2 and "--force" in result.stderr, f"a manifest.json alone is no proof: {result.stderr}"
+    assert (out / "manifest.json").is_file(), "the folder is untouched"
+
+
+def test_full_disk_during_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    real = Path.write_text
+
+    def write_text(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        if self.name == MANIFEST:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real(self, text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    out = tmp_path / "out"
+    result = run("build", "--target", "jetson-orin", "--precision", "fp16", "-o", str(out))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and "No space left on device" in errors[0], result.stderr
+    assert list(tmp_path.iterdir()) == [], f"no output and no temporary folder: {list(tmp_path.iterdir())}"
 
 
 def test_compile_and_build_modules_import_no_torch() -> None:

@@ -153,3 +153,88 @@ def test_timing_false_writes_no_wall_times_and_is_byte_identical(model_path, tmp
     assert untimed == {k: v for k, v in json.loads((tmp_path / "t" / OUTPUTS[2]).read_text()).items() if k != "timing"}, (
         "timing=False changes nothing but the timing key"
     )
+
+
+def test_labels_beyond_the_model_are_refused_before_any_budget(model_path, tmp_path) -> None:
+    """Evaluation labels are checked against the ONNX model's output classes (10) before accuracy or a budget."""
+    data = tiny_dataset(16)
+    out = tmp_path / "out"
+    for labels, needle in ((np.full(16, 10), "[10, 10]"), (np.full(16, 2**64 - 1, np.uint64), "18446744073709551615"),
+                           (-np.ones(16, np.int64), "[-1, -1]")):
+        with pytest.raises(DataError, match="the model has 10 classes") as caught:
+            calibrate(model_path, data, out, eval_dataset=ArrayDataset(data.images, labels), max_accuracy_drop=1.0,
+                      progress=False)
+        assert needle in str(caught.value), f"the message gives the labels' range: {caught.value}"
+        assert not out.exists(), "nothing is written"
+    with pytest.raises(DataError, match="the model has 10 classes"):
+        calibrate(model_path, ArrayDataset(data.images, np.full(16, 12)), out, progress=False)  # labels of the calibration data
+
+
+def test_cli_refuses_npz_labels_beyond_the_model(tmp_path) -> None:
+    from edgeres.reference import reference_data_path
+
+    with np.load(reference_data_path()) as ref:
+        images = ref["test_images"][:8]
+    np.savez(tmp_path / "e.npz", images=images, labels=np.full(8, 2**64 - 1, np.uint64))
+    result = CliRunner().invoke(cli, ["calibrate", "--eval-data", str(tmp_path / "e.npz"), "--max-accuracy-drop", "1",
+                                      "--quiet", "-o", str(tmp_path / "o")])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and "18446744073709551615" in errors[0], result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists(), "one line, no output"
+
+
+def _full_disk_at(monkeypatch, name: str) -> None:
+    """Writing ``name`` fails half-way with ENOSPC, as on a full disk."""
+    import errno
+    import os
+    from pathlib import Path
+
+    real = Path.write_bytes
+
+    def write_bytes(self: Path, data: bytes) -> int:
+        if self.name == name:
+            real(self, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+
+
+def test_full_disk_leaves_no_output(model_path, tmp_path, monkeypatch) -> None:
+    """ENOSPC while writing model.qdq.onnx: one OutputPathError, and no file of the new set anywhere."""
+    from edgeres.errors import OutputPathError
+
+    data = tiny_dataset(8)
+    earlier = calibrate(model_path, data, tmp_path / "earlier", progress=False, method="max")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "earlier").iterdir()}
+    _full_disk_at(monkeypatch, "model.qdq.onnx")
+    for out in (tmp_path / "new", tmp_path / "earlier"):
+        with pytest.raises(OutputPathError, match="No space left on device"):
+            calibrate(model_path, data, out, progress=False)
+    assert not (tmp_path / "new").exists(), "a new output folder does not appear"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "earlier").iterdir()} == before, (
+        f"the earlier outputs are untouched ({earlier.qdq_path.name} included) and nothing is left inside"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier"], f"nothing left beside: {list(tmp_path.iterdir())}"
+
+
+def test_cli_full_disk_and_foreign_folder(tmp_path, monkeypatch) -> None:
+    """calibrate -o: a full disk leaves nothing; a folder it did not make is refused; model.onnx is never overwritten."""
+    rgb = np.pad(np.repeat(tiny_dataset(16, seed=4).images, 3, axis=1), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    np.savez(tmp_path / "rgb.npz", images=rgb, labels=np.arange(16) % 10)
+    args = ["calibrate", "--arch", "resnet20", "--calib-data", str(tmp_path / "rgb.npz"), "--calib-size", "8", "--quiet"]
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "model.onnx").write_text("the user's own model")
+    refused = CliRunner().invoke(cli, [*args, "-o", str(user)])
+    assert refused.exit_code == 2 and "--force" in refused.stderr and str(user) in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, f"the refusal is one line, before any progress: {refused.stderr}"
+    assert (user / "model.onnx").read_text() == "the user's own model", "the user's file is untouched"
+    inside = CliRunner().invoke(cli, ["calibrate", "--arch", "resnet20", "--calib-data", str(user / "model.onnx"),
+                                      "--force", "-o", str(user)])
+    assert inside.exit_code == 2 and "not even with --force" in inside.stderr, inside.stderr
+    _full_disk_at(monkeypatch, "model.qdq.onnx")
+    full = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "out")])
+    errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert full.exit_code == 2 and len(errors) == 1 and "No space left on device" in errors[0], full.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rgb.npz", "user"], f"nothing written: {list(tmp_path.iterdir())}"

@@ -90,3 +90,22 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, args: l
 def test_debug_shows_traceback() -> None:
     result = run("--debug", "info", "resnet5")
     assert result.exit_code != 0 and result.exception is not None, "--debug re-raises the library error"
+
+
+def test_an_output_file_never_replaces_an_input(tmp_path: Path) -> None:
+    """export -o naming the --weights, bench --json/--plot naming the model: refused before any work."""
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"not read: refused first")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not read either")
+    cases = [
+        (["export", "--arch", "resnet20", "--weights", str(weights), "-o", str(weights)], weights),
+        (["bench", str(model), "--no-reference", "--json", str(model)], model),
+        (["bench", str(model), "--no-reference", "--plot", str(model)], model),
+    ]
+    for args, victim in cases:
+        before = victim.read_bytes()
+        result = run(*args)
+        assert result.exit_code == 2 and "is an input of this command" in result.stderr, (args, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1, f"one line: {result.stderr}"
+        assert victim.read_bytes() == before, f"{victim.name} is untouched"

@@ -233,13 +233,33 @@ def test_missing_empty_and_unlabelled_sources(tmp_path: Path) -> None:
     assert issubclass(DataError, EdgeresError), "DataError must be an EdgeresError for the CLI"
 
 
-def test_labels_out_of_range_for_model(tmp_path: Path) -> None:
-    np.savez(tmp_path / "l.npz", images=np.zeros((2, 8, 8, 3), np.uint8), labels=np.array([0, 7]))
-    with pytest.raises(DataError, match=r"labels in \[0, 7\], expected \[0, 2\]"):
-        load_dataset(tmp_path / "l.npz", RGB8, require_labels=True)
-    np.savez(tmp_path / "f.npz", images=np.zeros((2, 8, 8, 3), np.uint8), labels=np.array([0.0, 1.0]))
-    with pytest.raises(DataError, match="integer labels"):
-        load_dataset(tmp_path / "f.npz", RGB8)
+@pytest.mark.parametrize(
+    "labels, pattern",
+    [
+        (np.array([0, 7]), r"labels range over \[0, 7\], expected class indices 0 to 2 \(the model has 3 classes\)"),
+        (np.array([-1, 1]), r"labels range over \[-1, 1\]"),
+        (np.array([0, 2**64 - 1], np.uint64), r"labels range over \[0, 18446744073709551615\]"),  # not wrapped to -1
+        (np.array([0, 2**63], np.uint64), r"expected class indices 0 to 2"),
+        (np.array([0.0, 1.0]), "expected integer class labels, received dtype float64"),
+        (np.array([True, False]), "expected integer class labels, received dtype bool"),
+    ],
+    ids=["beyond-classes", "negative", "uint64-max", "uint64-2^63", "float", "bool"],
+)
+def test_labels_out_of_range_for_model(tmp_path: Path, labels: np.ndarray, pattern: str) -> None:
+    """Labels are checked against the recipe's classes where they are read, required or not."""
+    np.savez(tmp_path / "l.npz", images=np.zeros((2, 8, 8, 3), np.uint8), labels=labels)
+    for require in (False, True):
+        with pytest.raises(DataError, match=pattern):
+            load_dataset(tmp_path / "l.npz", RGB8, require_labels=require)
+
+
+def test_image_folder_with_more_classes_than_the_model(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "imgs", per_class=1, classes=("a", "b", "c", "d"))
+    with pytest.raises(DataError, match="has 4 class folders .* but the model has 3 classes"):
+        load_dataset(root, RGB8)
+    assert len(load_dataset(root, GRAY8.replace(in_channels=3, mean=(0.5,) * 3, std=(0.25,) * 3))) == 4, (
+        "four class folders are fine for a 10-class model"
+    )
 
 
 def test_fingerprint_changes_with_content(tmp_path: Path) -> None:

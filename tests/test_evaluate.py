@@ -65,3 +65,18 @@ def test_top1_counts_agree_across_backends_and_batch_sizes(tmp_path) -> None:
         top1_correct_torch(model, _Arrays(images, None))
     with pytest.raises(DataError, match="no labels"):
         top1_correct_onnxruntime(path, _Arrays(images, None))
+
+
+def test_labels_beyond_the_logits_classes_are_refused() -> None:
+    """compare_logits checks labels against the logits' class count before any accuracy is computed."""
+    logits = np.eye(3, dtype=np.float32)
+    cases = [
+        (np.array([0, 1, 3]), r"labels range over \[0, 3\], expected class indices 0 to 2"),
+        (np.array([0, 1, 2**64 - 1], np.uint64), r"\[0, 18446744073709551615\]"),
+        (np.array([-1, 0, 1]), r"\[-1, 1\]"),
+        (np.array([0.0, 1.0, 2.0]), "expected integer class labels"),
+    ]
+    for labels, pattern in cases:
+        with pytest.raises(DataError, match=pattern):
+            compare_logits(logits, logits, labels)
+    assert compare_logits(logits, logits, np.array([0, 1, 2], np.uint8))["accuracy"] == 1.0, "valid uint8 labels are fine"

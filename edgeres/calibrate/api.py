@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from edgeres._io import write_bytes_atomic, write_text_atomic
+from edgeres._interrupt import checkpoint
+from edgeres._io import atomic_files
 from edgeres.calibrate.budget import Budget, BudgetOutcome, budget_report, rank_by_sensitivity, search_exclusions
 from edgeres.calibrate.cache import cache_scales, calibration_cache_text, trt_version_code
 from edgeres.calibrate.calibrators import (
@@ -130,6 +131,11 @@ class _Evaluator:
         self.reference = run_onnx(model, dataset, batch_size=batch_size)
         if not np.isfinite(self.reference).all():
             raise CalibrationError("FP32 model produces NaN/Inf logits on the evaluation data")
+        if self.labels is not None:  # before any accuracy (or budget) is computed on them
+            from edgeres.evaluate import check_labels
+
+            where = getattr(dataset, "source", None) or "evaluation data"
+            self.labels = check_labels(self.labels, int(self.reference.reshape(len(self.reference), -1).shape[1]), str(where))
 
     def logits(self, proto: Any, limit: int | None = None) -> np.ndarray:
         from edgeres.evaluate import onnx_session
@@ -298,6 +304,7 @@ def statistics_from_dataset(model: Any, dataset: Any, batch_size: int, progress:
     """Stream ``dataset`` through ``model`` once and histogram every observed activation."""
     with _progress_bar(len(dataset), progress, "calibration statistics") as advance:
         histograms = collect_statistics(model, dataset, batch_size=batch_size, progress=advance)
+    checkpoint("calibrate:statistics")
     fingerprint = dataset.fingerprint() if hasattr(dataset, "fingerprint") else None
     return Statistics(histograms, len(dataset), fingerprint)
 
@@ -420,14 +427,22 @@ def report_text(report: dict[str, Any], timing: dict[str, float] | None) -> str:
 
 
 def write_outputs(out_dir: Path, artifacts: Artifacts, text: str) -> tuple[dict[str, Path], Path, Path, Path]:
-    """Write (Q/DQ ONNX per weight form, onnxruntime Q/DQ ONNX, cache, report), each atomically; returns their paths."""
-    out_dir.mkdir(exist_ok=True)
-    qdq_paths = {"int8": write_bytes_atomic(out_dir / QDQ_NAME, artifacts.qdq_bytes)}
-    qdq_paths.update({f: write_bytes_atomic(out_dir / weight_form_rule(f).file_name, b) for f, b in artifacts.form_bytes.items()})
-    ort_path = write_bytes_atomic(out_dir / ORT_QDQ_NAME, artifacts.ort_qdq_bytes)
-    cache_path = write_text_atomic(out_dir / CACHE_NAME, artifacts.cache_text)
-    report_path = write_text_atomic(out_dir / REPORT_NAME, text)
-    return qdq_paths, ort_path, cache_path, report_path
+    """Write (Q/DQ ONNX per weight form, onnxruntime Q/DQ ONNX, cache, report) together; returns their paths.
+
+    The files are staged, then renamed into ``out_dir`` in one step (a new
+    ``out_dir`` appears whole), so an error, a full disk or a signal leaves
+    none of them (:func:`edgeres._io.atomic_files`).
+    """
+    checkpoint("calibrate:write")
+    names = {"int8": QDQ_NAME, **{f: weight_form_rule(f).file_name for f in artifacts.form_bytes}}
+    with atomic_files(out_dir) as staging:
+        (staging / QDQ_NAME).write_bytes(artifacts.qdq_bytes)
+        for form, data in artifacts.form_bytes.items():
+            (staging / names[form]).write_bytes(data)
+        (staging / ORT_QDQ_NAME).write_bytes(artifacts.ort_qdq_bytes)
+        (staging / CACHE_NAME).write_text(artifacts.cache_text, encoding="utf-8")
+        (staging / REPORT_NAME).write_text(text, encoding="utf-8")
+    return {f: out_dir / n for f, n in names.items()}, out_dir / ORT_QDQ_NAME, out_dir / CACHE_NAME, out_dir / REPORT_NAME
 
 
 def calibrate(

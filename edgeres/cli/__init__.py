@@ -9,8 +9,11 @@ code 2 (``--debug`` shows the traceback instead).
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
-from typing import Any
+import threading
+from pathlib import Path
+from typing import Any, Sequence
 
 import click
 
@@ -54,16 +57,34 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from edgeres._interrupt import Interrupted, command_over, handled_signals
+        from edgeres._io import committed_outputs
+
+        written_before = len(committed_outputs())
         try:
-            return super().invoke(ctx)
+            with handled_signals():  # SIGTERM unwinds like Ctrl-C, so staged outputs are removed
+                try:
+                    return super().invoke(ctx)
+                finally:
+                    command_over()  # outputs are final now: a late signal must not cut the report short
         except EdgeresError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_USAGE)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted; no output was written", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            click.echo(f"error: {interrupted_message(signum, committed_outputs()[written_before:])}", err=True)
+            ctx.exit(128 + int(signum))
+
+
+def interrupted_message(signum: int, committed: Sequence[Path]) -> str:
+    """What an interruption left: nothing new, or the outputs renamed into place before it (those that remain)."""
+    name = signal.Signals(signum).name
+    kept = list(dict.fromkeys(str(p) for p in committed if p.exists()))
+    if not kept:
+        return f"interrupted ({name}); no output was written (earlier outputs are unchanged)"
+    return f"interrupted ({name}) after writing {', '.join(kept)}; nothing else was written"
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,5 +98,19 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    cli.main(args=argv, prog_name="edgeres")
+    """Console-script entry point.
+
+    The whole run, click's own start and end included, is inside
+    :func:`edgeres._interrupt.handled_signals`; as a program (``argv`` None) a
+    signal arriving once the command is over no longer changes the exit status
+    (the outputs are final), also while the interpreter shuts down.
+    """
+    from edgeres._interrupt import handled_signals
+
+    try:
+        with handled_signals():
+            cli.main(args=argv, prog_name="edgeres")
+    finally:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, signal.SIG_IGN)

@@ -55,11 +55,14 @@ def bench(candidate: str | None, reference: str | None, no_reference: bool, back
 
     With no CANDIDATE: the shipped reference model, INT8 Q/DQ against FP32 on onnxruntime CPU.
     """
-    from edgeres._io import check_writable_parent
+    import os
+
+    from edgeres._io import check_not_input, check_writable_parent
     from edgeres.bench.api import bench_models
     from edgeres.bench.report import render_table, write_json
     from edgeres.bench.backends import BackendOptions
     from edgeres.bench.timing import TimingConfig
+    from edgeres.data import source_path
     from edgeres.errors import BenchError
 
     config = TimingConfig(warmup_ms=warmup_ms, min_warmup_iters=warmup_iterations, duration_s=duration_s,
@@ -70,9 +73,13 @@ def bench(candidate: str | None, reference: str | None, no_reference: bool, back
         raise BenchError(f"--threads must be at least 1, received {threads}")
     if reference and no_reference:
         raise BenchError("--reference and --no-reference exclude each other; pass one")
+    inputs = [candidate, reference, source_path(data) if data else None]
     for path in (json_path, plot_path):
         if path:
             check_writable_parent(path)
+            check_not_input(path, inputs)  # --json/--plot naming a model or the data would replace it
+    if json_path and plot_path and os.path.realpath(json_path) == os.path.realpath(plot_path):
+        raise BenchError("--json and --plot name the same file; pass two paths")
     if plot_path:
         from edgeres.bench.plot import import_pyplot
 

@@ -26,6 +26,8 @@ from edgeres.cli._options import arch_option, human_bytes, log, weights_option
 @click.option("--allow-mismatch", is_flag=True, help="Build an engine on a GPU other than the target's.")
 @click.option("--targets-dir", type=click.Path(file_okay=False), default=None, help="Folder of extra target profiles.")
 @click.option("-o", "--output", type=click.Path(), default=None, help="Output folder (default: ./edgeres-<target>).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing -o folder that is not an earlier build (never one holding an input).")
 def build(target: str, output: str | None, **options: object) -> None:
     """Fold, export, calibrate and compile for TARGET: an engine here, or a bundle for `edgeres compile`."""
     from edgeres.build import BuildRequest, build as run_build

@@ -31,10 +31,12 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="FP32 ONNX model for --from-cache.")
 @click.option("--quantize-classifier", is_flag=True,
               help="Quantize the final Gemm too (left at higher precision by default, as ModelOpt does).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing OUT that is not an earlier calibrate output (never one holding an input).")
 def calibrate(arch: str | None, weights: str | None, calib_data: str | None, method: str, percentile: float,
               calib_size: int | None, eval_data: str | None, max_accuracy_drop: float | None,
               min_agreement: float | None, trt_version: str, batch_size: int, seed: int, out_dir: str, quiet: bool,
-              from_cache: str | None, onnx_path: str | None, quantize_classifier: bool) -> None:
+              from_cache: str | None, onnx_path: str | None, quantize_classifier: bool, force: bool) -> None:
     """Calibrate a model for INT8; with no arguments, the shipped reference model and data."""
     from pathlib import Path
 
@@ -44,20 +46,27 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
     if from_cache is not None or onnx_path is not None:
         if from_cache is None or onnx_path is None:
             raise CalibrationError("--from-cache and --onnx go together (a TensorRT cache and the FP32 ONNX it was made for)")
+        from edgeres._io import output_dir
         from edgeres.calibrate.cache import qdq_file_from_cache
 
-        path = qdq_file_from_cache(onnx_path, from_cache, Path(out_dir) / "model.qdq.onnx", warn=log,
-                                   quantize_classifier=quantize_classifier)
-        click.echo(f"wrote {path} from {from_cache}")
+        with output_dir(out_dir, "calibrate", inputs=(onnx_path, from_cache), force=force) as staging:
+            qdq_file_from_cache(onnx_path, from_cache, staging / "model.qdq.onnx", warn=log,
+                                quantize_classifier=quantize_classifier)
+        click.echo(f"wrote {Path(out_dir) / 'model.qdq.onnx'} from {from_cache}")
         return
 
+    from edgeres._io import check_output_folder
+    from edgeres.pipeline import calibration_inputs
+
+    # a folder that may not be replaced is one line, before any progress output
+    check_output_folder(out_dir, "calibrate", inputs=calibration_inputs(weights, calib_data, eval_data), force=force)
     what = "the reference model" if arch is None and weights is None else arch
     with stage(f"calibrate {what} ({method})"):
         result = calibrate_model(
             arch, weights, calib_data, out_dir, calib_size=calib_size, eval_source=eval_data, seed=seed,
             method=method, percentile=percentile, trt_version=trt_version, max_accuracy_drop=max_accuracy_drop,
             min_agreement=min_agreement, batch_size=batch_size, progress=not quiet,
-            quantize_classifier=quantize_classifier,
+            quantize_classifier=quantize_classifier, force=force,
         )
     if not quiet:
         click.echo(result.table)

@@ -23,8 +23,11 @@ def export(arch: str, weights: str | None, seed: int, no_fold: bool, batch: int 
     from edgeres.errors import ExportError
     from edgeres.pipeline import export_model
 
+    from edgeres._io import check_not_input
+
     if batch is not None and dynamic_batch:
         raise ExportError("--batch and --dynamic-batch exclude each other; pass one")
+    check_not_input(output, [weights])  # one line before any progress (export_model checks it too)
     what = f"{arch}" + (f" from {weights}" if weights else f" (random weights, seed {seed})")
     with stage(f"{'export' if no_fold else 'fold BatchNorm and export'} {what}, checked with onnxruntime"):
         _made, report = export_model(arch, weights, output, seed=seed, input_size=input_size, batch=batch, opset=opset,

@@ -416,7 +416,7 @@ def build_engine(settings: EngineSettings, *, allocator: DeviceAllocator | None 
     (the first GPU call), compute-capability check, parse, config, build, write.
     """
     import edgeres
-    from edgeres._io import atomic_path, check_writable_parent, sha256_file
+    from edgeres._io import atomic_files, check_writable_parent, sha256_file
     from edgeres.sidecar import PlanSidecar, write_sidecar
 
     check_settings(settings)
@@ -468,7 +468,11 @@ def build_engine(settings: EngineSettings, *, allocator: DeviceAllocator | None 
     if calibrator is not None and settings.calib_cache is not None and Path(settings.calib_cache).is_file():
         extra["calib_cache_sha256"] = sha256_file(settings.calib_cache)
     cc = device.compute_capability if device else tuple(settings.expected_compute_capability or (0, 0))
-    with atomic_path(settings.plan_path) as tmp:
+    plan_path = Path(settings.plan_path)
+    timing_cache = Path(settings.timing_cache) if settings.timing_cache is not None and caps.timing_cache else None
+    # plan, sidecar (and a timing cache beside them) appear together or not at all
+    with atomic_files(plan_path.parent) as staging:
+        tmp = staging / plan_path.name
         tmp.write_bytes(plan)
         sidecar = PlanSidecar(
             tensorrt_version=str(trt.__version__), compute_capability=(int(cc[0]), int(cc[1])),
@@ -479,7 +483,10 @@ def build_engine(settings: EngineSettings, *, allocator: DeviceAllocator | None 
             dla_core=settings.dla_core, target=settings.target, recipe=settings.recipe, extra=extra,
             optimization_profiles=contexts.count, profile_sharing=contexts.sharing,
         )
-        write_sidecar(settings.plan_path, sidecar)
-    if settings.timing_cache is not None and caps.timing_cache:
-        save_timing_cache(config, settings.timing_cache, str(trt.__version__))
+        write_sidecar(tmp, sidecar)
+        if timing_cache is not None and timing_cache.parent.resolve() == plan_path.parent.resolve():
+            save_timing_cache(config, staging / timing_cache.name, str(trt.__version__))
+            timing_cache = None
+    if timing_cache is not None:  # elsewhere: written on its own, atomically
+        save_timing_cache(config, timing_cache, str(trt.__version__))
     return sidecar
