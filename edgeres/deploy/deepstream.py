@@ -168,7 +168,7 @@ def folded_onnx(facts: DeployFacts, source_onnx: str) -> tuple[Any, str]:
 
 def write_deepstream_config(facts: DeployFacts, out_dir: str | os.PathLike[str], *, batch: int | None = None,
                             gpu_id: int = 0, trt_version: str | None = None,
-                            threshold: float = 0.0) -> DeepStreamConfig:
+                            threshold: float = 0.0, force: bool = False) -> DeepStreamConfig:
     """Write ``config_infer_primary.txt``, the folded ONNX, labels and (implicit INT8) the cache, atomically.
 
     Args:
@@ -177,7 +177,7 @@ def write_deepstream_config(facts: DeployFacts, out_dir: str | os.PathLike[str],
         trt_version: the DeepStream node's TensorRT (default: the bundle's).
         threshold: ``classifier-threshold`` (0: always attach the top class).
     """
-    from edgeres._io import atomic_dir
+    from edgeres._io import output_dir
 
     batch = check_batch(facts, batch)
     if gpu_id < 0:
@@ -193,7 +193,8 @@ def write_deepstream_config(facts: DeployFacts, out_dir: str | os.PathLike[str],
     import onnx
 
     out = Path(out_dir)
-    with atomic_dir(out) as tmp:
+    # replaced only when an earlier `edgeres config deepstream` made it (or --force); never the bundle itself
+    with output_dir(out, "config deepstream", inputs=(facts.bundle,), force=force) as tmp:
         onnx.save(model, os.fspath(tmp / ONNX_NAME))
         if calib:
             from edgeres.calibrate.cache import parse_calibration_cache, write_calibration_cache

@@ -182,7 +182,7 @@ def launch_text(facts: DeployFacts, params: Mapping[str, Mapping[str, Any]], bun
 
 def write_isaac_ros_config(facts: DeployFacts, out_dir: str | os.PathLike[str], *, bundle_dir: str | None = None,
                            batch: int | None = None, trt_version: str | None = None,
-                           camera_size: tuple[int, int] | None = None) -> IsaacRosConfig:
+                           camera_size: tuple[int, int] | None = None, force: bool = False) -> IsaacRosConfig:
     """Write the parameters YAML and the launch file atomically.
 
     Args:
@@ -191,14 +191,15 @@ def write_isaac_ros_config(facts: DeployFacts, out_dir: str | os.PathLike[str], 
         trt_version: the robot's TensorRT (default: the bundle's); picks the fallback ONNX.
         camera_size: (width, height) of the camera images; default: already at network size.
     """
-    from edgeres._io import atomic_dir
+    from edgeres._io import output_dir
 
     batch = check_batch(facts, batch)
     where = bundle_dir or os.fspath(facts.bundle.resolve())
     params = node_parameters(facts, where, batch=batch, trt_version=trt_version or facts.tensorrt_version,
                              camera_size=camera_size)
     out = Path(out_dir)
-    with atomic_dir(out) as tmp:
+    # replaced only when an earlier `edgeres config isaac-ros` made it (or --force); never the bundle itself
+    with output_dir(out, "config isaac-ros", inputs=(facts.bundle,), force=force) as tmp:
         (tmp / PARAMS_NAME).write_text(params_yaml(facts, params), encoding="utf-8")
         (tmp / LAUNCH_NAME).write_text(launch_text(facts, params, where), encoding="utf-8")
     return IsaacRosConfig(folder=out, params=out / PARAMS_NAME, launch=out / LAUNCH_NAME, parameters=params)

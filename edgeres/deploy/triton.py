@@ -201,9 +201,9 @@ def readme_text(facts: DeployFacts, name: str, kinds: Sequence[str], plan_includ
 
 def write_triton_repository(facts: DeployFacts, out_dir: str | os.PathLike[str], *, name: str = "edgeres",
                             kinds: Sequence[str] = KINDS, instances: int = 1,
-                            max_queue_delay_us: int = 100, validate: bool = True) -> TritonRepository:
+                            max_queue_delay_us: int = 100, validate: bool = True, force: bool = False) -> TritonRepository:
     """Write ``out_dir/{gpu,cpu}/<name>/`` repositories atomically (the folder appears complete or not at all)."""
-    from edgeres._io import atomic_dir
+    from edgeres._io import output_dir
 
     kinds = tuple(dict.fromkeys(kinds))
     unknown = [k for k in kinds if k not in KINDS]
@@ -220,7 +220,8 @@ def write_triton_repository(facts: DeployFacts, out_dir: str | os.PathLike[str],
     cpu_onnx = _cpu_onnx(facts) if "cpu" in kinds else ""
     plan_included = "gpu" in kinds and facts.has_plan
     out = Path(out_dir)
-    with atomic_dir(out) as tmp:
+    # replaced only when an earlier `edgeres config triton` made it (or --force); never the bundle itself
+    with output_dir(out, "config triton", inputs=(facts.bundle,), force=force) as tmp:
         for kind, text in texts.items():
             model_dir = tmp / kind / name
             (model_dir / "1").mkdir(parents=True)
