@@ -340,8 +340,9 @@ class Fields:
         self.prefix = prefix
 
     def fail(self, name: str, expected: str, value: Any) -> EdgeresError:
-        received = "nothing (missing)" if value is _MISSING else json_type(value)
-        return self.error(f"{self.what}: field {self.prefix + name!r} must be {expected}, received {received}")
+        if value is _MISSING:
+            return self.error(f"{self.what}: missing field {self.prefix + name!r} (expected {expected})")
+        return self.error(f"{self.what}: field {self.prefix + name!r} must be {expected}, received {json_type(value)}")
 
     def _get(self, name: str, optional: bool) -> Any:
         if name not in self.data:

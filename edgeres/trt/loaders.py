@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from edgeres._tensorrt import DTYPE_NAMES, dtype_key
-from edgeres.errors import BuildError, CalibrationError, TensorRTUnavailableError
+from edgeres.errors import BuildError, CalibrationError, EdgeresError, TensorRTUnavailableError
 from edgeres.tensorrt_version import same_build
 from edgeres.trt.calibrator import (  # noqa: F401 - re-exported: edgeres.trt.loaders.<name> keeps working
     CudaAllocator,
@@ -268,18 +268,28 @@ def timing_cache_bytes(path: str | os.PathLike[str] | None, tensorrt_version: st
     return Path(path).read_bytes() or None
 
 
+def read_timing_cache_stamp(path: str | os.PathLike[str], error: type[EdgeresError]) -> str | None:
+    """The TensorRT version of a timing cache's stamp, None if there is no stamp; ``error`` if it is malformed.
+
+    Bounded and typed (:mod:`edgeres._readers`): a FIFO, a huge, deep or wrongly typed stamp is refused.
+    """
+    from edgeres._names import PATTERNS
+    from edgeres._readers import Fields, read_json_file
+
+    stamp = timing_cache_stamp_path(path)
+    if not os.path.lexists(stamp):
+        return None
+    f = Fields(read_json_file(stamp, "timing cache stamp", error, max_bytes=64 << 10), str(stamp), error)
+    f.str("format", choices=(TIMING_CACHE_FORMAT,))
+    return f.str("tensorrt_version", pattern=PATTERNS["tensorrt_version"], expected="a version like 10.3.0.30")
+
+
 def timing_cache_version(path: str | os.PathLike[str]) -> str | None:
     """The TensorRT version recorded beside a timing cache, or None (no stamp, or one edgeres cannot read)."""
-    import json
-
-    from edgeres.tensorrt_version import is_version
-
     try:
-        data = json.loads(timing_cache_stamp_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_timing_cache_stamp(path, EdgeresError)
+    except EdgeresError:
         return None
-    version = data.get("tensorrt_version") if isinstance(data, dict) and data.get("format") == TIMING_CACHE_FORMAT else None
-    return version if is_version(version) else None
 
 
 def save_timing_cache(config: Any, path: str | os.PathLike[str], tensorrt_version: str | None = None) -> None:
