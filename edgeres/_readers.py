@@ -216,7 +216,7 @@ def json_from_bytes(data: bytes, what: str, error: type[EdgeresError] = EdgeresE
     except RecursionError:
         raise error(f"{what} nests too deeply; expected an edgeres JSON file") from None
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        raise error(f"{what} is not valid JSON: {str(exc)[:200]}") from None
+        raise error(f"{what} is not readable JSON: {str(exc)[:200]}") from None
     return value
 
 

@@ -44,6 +44,17 @@ class ExportReport:
         return dataclasses.asdict(self)
 
 
+def max_export_opset() -> int:
+    """The newest opset torch's TorchScript exporter (``dynamo=False``, what edgeres uses) writes.
+
+    torch/onnx/_constants.py ``ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET`` (20 in torch 2.1 .. 2.13);
+    ``edgeres.cli._options.MAX_OPSET`` mirrors it for ``--opset`` (a test checks they agree).
+    """
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20))
+
+
 def onnx_bytes_from_model(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -54,8 +65,10 @@ def onnx_bytes_from_model(
     """Serialize ``model`` to ONNX bytes with edgeres' I/O names, checked and shape-inferred."""
     import onnx
 
-    if opset < 17:
-        raise ExportError(f"opset must be at least 17, received {opset}")
+    top = max_export_opset()
+    if not 17 <= opset <= top:
+        raise ExportError(f"opset must be in 17..{top} (what torch {torch.__version__}'s TorchScript exporter writes), "
+                          f"received {opset}")
     if model.training:
         raise ExportError("export needs eval mode; call model.eval() first (received a model in training mode)")
     dummy = torch.zeros(*input_shape)
