@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tokenize
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -339,7 +340,10 @@ def array_header(fh: "Any", source: str, total_bytes: int) -> tuple[tuple[int, .
             shape, _fortran, dtype = npformat.read_array_header_2_0(fh, max_header_size=MAX_NPY_HEADER)
         else:
             raise ValueError(f".npy format {version[0]}.{version[1]} (edgeres reads 1.0 and 2.0)")
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, OverflowError, RecursionError, MemoryError,
+            tokenize.TokenError, zipfile.BadZipFile) as exc:
+        # numpy parses the header with ast.literal_eval, and re-tokenizes a header it cannot parse
+        # (tokenize.TokenError for an unbalanced one: found by tests/test_readers_fuzz.py)
         raise DataError(f"{source} is not a readable .npy array ({type(exc).__name__}: {str(exc)[:160]})") from None
     if not isinstance(shape, tuple) or not shape:
         raise DataError(f"{source} holds a scalar (shape {shape!r:.40}); expected an array of samples")
