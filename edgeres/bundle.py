@@ -102,6 +102,8 @@ def finish_bundle(folder: Path, manifest_fields: Mapping[str, Any], build_sh: st
     script.chmod(0o755)
     names = [p.name for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST]
     manifest = BundleManifest(**{**manifest_fields, "files": file_entries(folder, names)})
+    # the writer is held to the reader's schema: a manifest edgeres writes is one it reads back
+    manifest = manifest_from_dict(json.loads(manifest_json(manifest)), f"{folder.name}/{MANIFEST} (being written)")
     (folder / MANIFEST).write_text(manifest_json(manifest), encoding="utf-8")
     # temporary folders and files are private (0700/0600); a bundle is meant to be copied and shared
     folder.chmod(0o755)

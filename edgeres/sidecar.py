@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from edgeres.errors import EngineError
 SIDECAR_FORMAT = "edgeres-plan/1"
 MAX_SIDECAR_BYTES = 1 << 20
 MAX_DIM = 1 << 31  # one tensor axis
-DTYPES = ("float32", "float16", "bfloat16", "int8", "uint8", "int32", "int64", "bool", "float8_e4m3fn", "int4", "float64")
+DTYPE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}", re.ASCII)  # edgeres._tensorrt.DTYPE_NAMES values, or TensorRT's lower-cased
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,7 @@ class TensorSpec:
             isinstance(x, int) and not isinstance(x, bool) and -1 <= x <= MAX_DIM for x in v),
             "a list of at most 8 integers (-1 for a dynamic axis)")
         return cls(name=f.str("name", max_len=1024), shape=tuple(shape),
-                   dtype=f.str("dtype", pattern=None, choices=DTYPES))
+                   dtype=f.str("dtype", pattern=DTYPE_NAME, expected="a dtype name like float32"))
 
 
 @dataclasses.dataclass(frozen=True)

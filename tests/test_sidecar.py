@@ -31,7 +31,7 @@ BAD = [
     ("min_batch", "many"), ("min_batch", None), ("compute_capability", [8, float("1e300")]),
     ("compute_capability", "8.7"), ("inputs", {}), ("inputs", []), ("inputs", [5]),
     ("inputs", [{"name": "input", "shape": [-2, 3], "dtype": "float32"}]),
-    ("inputs", [{"name": "input", "shape": [1], "dtype": "object"}]),
+    ("inputs", [{"name": "input", "shape": [1], "dtype": "<f4 x"}]),
     ("plan_sha256", 5), ("plan_sha256", "x" * 64), ("tensorrt_version", "10.3.0\n"), ("precision", "int3"),
     ("target", "a\nb"), ("recipe", [1]), ("extra", "x"), ("dla_core", True), ("device_name", "x" * 5000),
 ]
