@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgeres._io import atomic_dir, sha256_file
-from edgeres._names import FILE_NAME
+from edgeres._names import FILE_NAME, TENSORRT_VERSION
 from edgeres._readers import file_kind, shown
 from edgeres.bundle_manifest import (  # noqa: F401 - re-exported: edgeres.bundle.BundleManifest etc. keep working
     BUNDLE_FORMAT,
@@ -53,7 +53,8 @@ FILE_ROLES = {
 PLAN, PLAN_SIDECAR = "model.plan", "model.plan.json"
 TIMING_CACHE, TIMING_STAMP = "timing.cache", "timing.cache.json"
 DEVICE_FILES = (PLAN, PLAN_SIDECAR, TIMING_CACHE, TIMING_STAMP)
-REHEADERED_CACHE = re.compile(r"calib\.trt-(\d{1,3}\.\d{1,3}(?:\.\d{1,3}(?:\.\d{1,6})?)?)\.cache", re.ASCII)
+# edgeres.device_build.cache_for_version names it calib.trt-<the device's trt.__version__>.cache
+REHEADERED_CACHE = re.compile(rf"calib\.trt-({TENSORRT_VERSION.pattern})\.cache", re.ASCII)
 
 
 def manifest_json(manifest: BundleManifest) -> str:

@@ -6,7 +6,8 @@ Subcommands live in their own modules and are imported only when invoked, so
 code 2 (``--debug`` shows the traceback instead); so do click's own usage
 errors (unknown option, bad value, missing argument), which click would print
 as three lines starting ``Error:``: one form, ``error: ...``, for every error.
-Running out of memory is one line too.
+Running out of memory, and an operating-system error on a path the library did not
+check first (a read-only file system, ``/proc``, a full disk), are one line too.
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ class LazyGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo("error: out of memory; lower --batch, --input-size, --calib-size or the data size", err=True)
+            ctx.exit(EXIT_USAGE)
+        except OSError as exc:  # a path the library did not check (read-only file system, /proc, a full disk)
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc} (check the path and its file system; --debug shows where)",
+                       err=True)
             ctx.exit(EXIT_USAGE)
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
