@@ -31,6 +31,7 @@ MANIFEST = "manifest.json"
 # accepts it when present; its own content is checked by the code that writes it.
 OUTPUT_MARKER = ".edgeres-output.json"
 
+OPTIONAL_FIELDS = ("onnx_for", "dla_fallback")  # newer manifest fields; manifests without them still read
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_MODES = ("qdq", "calibrator")
 MAX_BATCH = 1 << 16  # the same bound as edgeres.trtexec.MAX_DIM
@@ -64,6 +65,10 @@ class BundleManifest:
     source: Mapping[str, Any]
     edgeres_version: str
     calibration: Mapping[str, Any] | None = None
+    # newer optional fields (issue 10), left out of the JSON when None so older bundles read the same:
+    # TensorRT version -> the ONNX file it builds from; DLA builds: layers that fall back to the GPU
+    onnx_for: Mapping[str, str] | None = None
+    dla_fallback: tuple[Mapping[str, Any], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -71,6 +76,11 @@ class BundleManifest:
         d["input_shape"] = list(self.input_shape)
         d["tensorrt_versions"] = list(self.tensorrt_versions)
         d["files"] = {k: dict(v) for k, v in sorted(self.files.items())}
+        for key in OPTIONAL_FIELDS:
+            if d.get(key) is None:
+                d.pop(key, None)
+        if self.dla_fallback is not None:
+            d["dla_fallback"] = [dict(x) for x in self.dla_fallback]
         return {"format": BUNDLE_FORMAT, **d}
 
     @classmethod
@@ -96,7 +106,8 @@ def _file_entries(f: Fields) -> dict[str, dict[str, Any]]:
         raise f.error(f"{f.what}: field 'files' lists {len(files.data)} files; expected at most {MAX_FILES}")
     out: dict[str, dict[str, Any]] = {}
     for name in files.data:
-        if not (isinstance(name, str) and PATTERNS["file"].fullmatch(name)) or name == MANIFEST:
+        plain = isinstance(name, str) and (PATTERNS["file"].fullmatch(name) is not None or name == OUTPUT_MARKER)
+        if not plain or name == MANIFEST:
             shown_name = repr(name)[:60]
             raise f.error(f"{f.what}: field 'files' names {shown_name}; expected {EXPECTED['file']} "
                           f"(never {MANIFEST} itself)")
@@ -137,6 +148,11 @@ def manifest_from_dict(d: Any, where: str = MANIFEST, error: type[EdgeresError] 
     source = f.object("source")
     calibration = f.object("calibration", optional=True)
     assert source is not None and shape is not None and versions is not None
+    onnx_for = f.check("onnx_for", lambda v: isinstance(v, dict) and len(v) <= 64 and all(
+        PATTERNS["tensorrt_version"].fullmatch(str(k)) and isinstance(x, str) and PATTERNS["file"].fullmatch(x)
+        for k, x in v.items()), "an object of TensorRT version -> ONNX file name", optional=True)
+    dla_fallback = f.check("dla_fallback", lambda v: isinstance(v, list) and len(v) <= 4096 and all(
+        isinstance(x, dict) for x in v), "a list of objects {layer, op, reason, source}", optional=True)
     return BundleManifest(
         target=f.str("target", pattern=PATTERNS["target"], expected=EXPECTED["target"]),
         compute_capability=(cc[0], cc[1]),
@@ -157,6 +173,8 @@ def manifest_from_dict(d: Any, where: str = MANIFEST, error: type[EdgeresError] 
         source=dict(source.data),
         edgeres_version=f.str("edgeres_version", pattern=PATTERNS["edgeres_version"], expected=EXPECTED["edgeres_version"]),
         calibration=None if calibration is None else dict(calibration.data),
+        onnx_for=None if onnx_for is None else dict(onnx_for),
+        dla_fallback=None if dla_fallback is None else tuple(dict(x) for x in dla_fallback),
     )
 
 

@@ -132,3 +132,18 @@ def test_runtime_check_of_a_listed_file(tmp_path: Path) -> None:
     model.write_bytes(b"onnX")
     with pytest.raises(EngineError, match="fails its sha256 check"):
         check_listed_file(m, model, EngineError)
+
+
+def test_optional_newer_fields_and_the_output_marker() -> None:
+    from edgeres.bundle_manifest import OUTPUT_MARKER
+
+    files = {**GOOD["files"], OUTPUT_MARKER: {"sha256": "cd" * 32}}
+    m = manifest_from_dict({**GOOD, "files": files, "onnx_for": {"10.3.0": "model.qdq.onnx"},
+                            "dla_fallback": [{"layer": "fc", "op": "Gemm"}]})
+    assert m.onnx_for == {"10.3.0": "model.qdq.onnx"} and m.dla_fallback[0]["op"] == "Gemm", f"optional fields read: {m}"
+    assert OUTPUT_MARKER in m.files, "the output marker may be a listed file"
+    assert "onnx_for" not in manifest_from_dict(GOOD).to_dict(), "absent optional fields stay out of the JSON"
+    assert manifest_from_dict(m.to_dict()) == m, "round trip with the optional fields"
+    for field, value in (("onnx_for", {"10.3.0": "../x.onnx"}), ("onnx_for", {"ten": "model.onnx"}), ("dla_fallback", [1])):
+        with pytest.raises(BundleError, match=field):
+            manifest_from_dict({**GOOD, field: value})
