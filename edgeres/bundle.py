@@ -14,20 +14,28 @@ a byte-identical bundle.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
+import re
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
 from edgeres._io import OUTPUT_MARKER, output_dir, sha256_file
+from edgeres._names import FILE_NAME, TENSORRT_VERSION
+from edgeres._readers import file_kind, shown
+from edgeres.bundle_manifest import (  # noqa: F401 - re-exported: edgeres.bundle.BundleManifest etc. keep working
+    BUNDLE_FORMAT,
+    MANIFEST,
+    OPTIONAL_FIELDS,
+    BundleManifest,
+    load_manifest_file,
+    manifest_from_dict,
+)
 from edgeres.errors import BundleError
 
-BUNDLE_FORMAT = "edgeres-bundle/1"
-MANIFEST = "manifest.json"
 BUILD_SCRIPT = "build.sh"
-OPTIONAL_FIELDS = ("onnx_for", "dla_fallback")  # newer manifest fields; manifests without them still read
 
 # file name -> role: what each bundle file is for
 FILE_ROLES = {
@@ -42,78 +50,13 @@ FILE_ROLES = {
     OUTPUT_MARKER: "marker: this folder is an `edgeres build` output (edgeres._io.output_dir)",
 }
 
-
-@dataclasses.dataclass(frozen=True)
-class BundleManifest:
-    """The parsed ``manifest.json`` of a bundle."""
-
-    target: str
-    compute_capability: tuple[int, int]
-    precision: str
-    int8_mode: str | None
-    input_name: str
-    output_name: str
-    input_shape: tuple[int, int, int]
-    min_batch: int
-    opt_batch: int
-    max_batch: int
-    workspace_mib: int
-    dla_core: int | None
-    gpu_fallback: bool
-    tensorrt_version: str
-    tensorrt_versions: tuple[str, ...]
-    files: Mapping[str, Mapping[str, Any]]
-    recipe: Mapping[str, Any] | None
-    source: Mapping[str, Any]
-    edgeres_version: str
-    calibration: Mapping[str, Any] | None = None
-    # TensorRT version -> the ONNX file it builds from (edgeres.trtexec.onnx_file_for); None in older manifests
-    onnx_for: Mapping[str, str] | None = None
-    # DLA builds: the layers that will fall back to the GPU [{layer, op, reason, source, certainty}] (edgeres.dla_lint)
-    dla_fallback: tuple[Mapping[str, Any], ...] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["compute_capability"] = list(self.compute_capability)
-        d["input_shape"] = list(self.input_shape)
-        d["tensorrt_versions"] = list(self.tensorrt_versions)
-        d["files"] = {k: dict(v) for k, v in sorted(self.files.items())}
-        for key in OPTIONAL_FIELDS:  # left out when empty, so older readers and older bundles see the same fields
-            if d.get(key) is None:
-                d.pop(key, None)
-        if self.dla_fallback is not None:
-            d["dla_fallback"] = [dict(x) for x in self.dla_fallback]
-        return {"format": BUNDLE_FORMAT, **d}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = MANIFEST) -> "BundleManifest":
-        if d.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"{where}: format must be {BUNDLE_FORMAT!r}, received {d.get('format')!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in names if n not in d and n not in ("calibration", *OPTIONAL_FIELDS))
-        if missing:
-            raise BundleError(f"{where}: missing field(s) {', '.join(missing)}")
-        kw = {k: v for k, v in d.items() if k in names}
-        try:
-            kw["compute_capability"] = tuple(int(x) for x in d["compute_capability"])
-            kw["input_shape"] = tuple(int(x) for x in d["input_shape"])
-            kw["tensorrt_versions"] = tuple(str(x) for x in d["tensorrt_versions"])
-            if d.get("onnx_for") is not None:
-                if not isinstance(d["onnx_for"], dict) or not all(isinstance(v, str) for v in d["onnx_for"].values()):
-                    raise TypeError("onnx_for must map TensorRT versions to file names")
-                kw["onnx_for"] = {str(k): v for k, v in d["onnx_for"].items()}
-            if d.get("dla_fallback") is not None:
-                if not isinstance(d["dla_fallback"], list) or not all(isinstance(x, dict) for x in d["dla_fallback"]):
-                    raise TypeError("dla_fallback must be a list of {layer, op, reason, source}")
-                kw["dla_fallback"] = tuple(dict(x) for x in d["dla_fallback"])
-            if not isinstance(d["files"], dict) or not all(isinstance(v, dict) and "sha256" in v for v in d["files"].values()):
-                raise TypeError("files must map names to {sha256: ...}")
-            return cls(**kw)
-        except (TypeError, ValueError) as exc:
-            raise BundleError(f"{where}: malformed field ({exc})") from exc
-
-    def file_for(self, name: str) -> bool:
-        return name in self.files
+# Files `edgeres compile` writes into a bundle on the device (not in the manifest, which was hashed
+# before): each is checked against its own record by verify_bundle (see _check_device_file).
+PLAN, PLAN_SIDECAR = "model.plan", "model.plan.json"
+TIMING_CACHE, TIMING_STAMP = "timing.cache", "timing.cache.json"
+DEVICE_FILES = (PLAN, PLAN_SIDECAR, TIMING_CACHE, TIMING_STAMP)
+# edgeres.device_build.cache_for_version names it calib.trt-<the device's trt.__version__>.cache
+REHEADERED_CACHE = re.compile(rf"calib\.trt-({TENSORRT_VERSION.pattern})\.cache", re.ASCII)
 
 
 def manifest_json(manifest: BundleManifest) -> str:
@@ -167,6 +110,8 @@ def finish_bundle(folder: Path, manifest_fields: Mapping[str, Any], build_sh: st
     script.chmod(0o755)
     names = [p.name for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST]
     manifest = BundleManifest(**{**manifest_fields, "files": file_entries(folder, names)})
+    # the writer is held to the reader's schema: a manifest edgeres writes is one it reads back
+    manifest = manifest_from_dict(json.loads(manifest_json(manifest)), f"{folder.name}/{MANIFEST} (being written)")
     (folder / MANIFEST).write_text(manifest_json(manifest), encoding="utf-8")
     # temporary folders and files are private (0700/0600); a bundle is meant to be copied and shared
     folder.chmod(0o755)
@@ -177,40 +122,157 @@ def finish_bundle(folder: Path, manifest_fields: Mapping[str, Any], build_sh: st
 
 
 def load_manifest(bundle: str | os.PathLike[str]) -> BundleManifest:
-    """Read and parse ``BUNDLE/manifest.json`` (no hash checks; see :func:`verify_bundle`)."""
+    """Read and type-check ``BUNDLE/manifest.json`` (no hash checks; see :func:`verify_bundle`).
+
+    Bounded and typed (:mod:`edgeres.bundle_manifest`): a deep, huge, non-UTF-8 or
+    wrongly typed manifest is one BundleError naming the field.
+    """
     folder = Path(bundle)
     if not folder.is_dir():
         raise BundleError(f"bundle {folder} is not a folder (expected the output of `edgeres build`)")
     path = folder / MANIFEST
-    if not path.is_file():
+    if path.is_symlink():
+        raise BundleError(f"bundle {folder}: {MANIFEST} is a symbolic link; a bundle's files must be its own")
+    if not os.path.lexists(path):
         raise BundleError(f"bundle {folder} has no {MANIFEST}; is it an edgeres bundle?")
+    return load_manifest_file(path, BundleError)
+
+
+def folder_entries(folder: Path) -> dict[str, os.stat_result]:
+    """name -> lstat of every entry of a bundle folder, refusing what a bundle never holds.
+
+    Refused: symbolic links (even to a file whose hash matches: the target can change, and
+    it lies outside the bundle), sub-folders, FIFOs, devices and sockets, and names that
+    are not plain file names (``..``, hidden files, undecodable bytes, control characters).
+    """
+    entries: dict[str, os.stat_result] = {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path} is not readable JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BundleError(f"{path} must hold a JSON object, received {type(data).__name__}")
-    return BundleManifest.from_dict(data, str(path))
+        listing = list(os.scandir(folder))
+    except OSError as exc:
+        raise BundleError(f"bundle {folder} cannot be listed: {exc.strerror or exc}") from None
+    for entry in listing:
+        name = entry.name
+        if name not in (MANIFEST, OUTPUT_MARKER) and FILE_NAME.fullmatch(name) is None:
+            raise BundleError(f"bundle {folder} holds {shown(name)}, which is not a plain file name a bundle has "
+                              "(remove it, or rebuild the bundle)")
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            raise BundleError(f"bundle {folder}: {name} is a symbolic link; a bundle's files must be its own "
+                              "(copy the bundle with cp -rL or rsync -L)")
+        if not stat.S_ISREG(st.st_mode):
+            raise BundleError(f"bundle {folder}: {name} is {file_kind(st.st_mode)}; a bundle holds regular files only")
+        entries[name] = st
+    return entries
+
+
+def _check_own_file(folder: Path, name: str, st: os.stat_result) -> None:
+    # Decision (issue 14): a file with more than one hard link is refused. Its other name may lie
+    # outside the bundle (a link to a file the user never meant to ship, or one another process
+    # rewrites after verification), and nothing can tell where; a bundle copied with cp/rsync/scp
+    # never has extra links. Fix: copy the bundle (cp -r), not cp -l or ln.
+    if st.st_nlink > 1:
+        raise BundleError(f"bundle {folder}: {name} has {st.st_nlink} hard links; a bundle's files must be its own "
+                          "(copy the bundle with cp -r, not cp -l or ln)")
 
 
 def verify_bundle(bundle: str | os.PathLike[str]) -> BundleManifest:
-    """Check every file the manifest names exists and matches its sha256; return the manifest.
+    """Check the manifest, every file it lists (sha256) and every file it does not; return the manifest.
+
+    * every listed file exists, is a regular file of its own (no symlink, one hard link) and
+      matches its sha256;
+    * a file the manifest does not list is refused, except those ``edgeres compile`` writes
+      on the device, each checked against its own record: ``model.plan`` against its sidecar
+      ``model.plan.json`` (sha256, and built from one of the bundle's ONNX files),
+      ``timing.cache`` by its stamp ``timing.cache.json``, ``calib.trt-<version>.cache`` by
+      parsing it (header version and the same scales as ``calib.cache``); and the output
+      marker :data:`OUTPUT_MARKER`.
 
     Raises:
-        BundleError: naming the first missing file or the first hash mismatch.
+        BundleError: naming the first file that fails and why.
     """
     folder = Path(bundle)
     manifest = load_manifest(folder)
+    entries = folder_entries(folder)
+    _check_own_file(folder, MANIFEST, entries[MANIFEST])
     for name, entry in sorted(manifest.files.items()):
-        if Path(name).name != name:
-            raise BundleError(f"bundle {folder}: manifest names {name!r}, which is not a plain file name")
-        path = folder / name
-        if not path.is_file():
+        if name not in entries:
             raise BundleError(f"bundle {folder} is incomplete: {name} is missing (listed in {MANIFEST})")
-        digest = sha256_file(path)
+        _check_own_file(folder, name, entries[name])
+        digest = sha256_file(folder / name)
         if digest != entry["sha256"]:
             raise BundleError(
                 f"bundle {folder}: {name} fails its sha256 check (expected {entry['sha256'][:12]}..., "
                 f"found {digest[:12]}...); the file was changed or truncated in transfer"
             )
+    for name in sorted(set(entries) - set(manifest.files) - {MANIFEST}):
+        _check_own_file(folder, name, entries[name])
+        _check_device_file(folder, name, manifest, entries)
     return manifest
+
+
+def _check_device_file(folder: Path, name: str, manifest: BundleManifest, entries: Mapping[str, Any]) -> None:
+    """Accept an unlisted file only if it is one ``edgeres compile`` writes and matches its own record."""
+    from edgeres.errors import EdgeresError
+
+    path = folder / name
+    try:
+        if name == OUTPUT_MARKER:
+            return  # the output-ownership marker: checked by the code that writes and reads it
+        if name in (PLAN, PLAN_SIDECAR):
+            _check_plan(folder, manifest, entries)
+            return
+        if name in (TIMING_CACHE, TIMING_STAMP):
+            _check_timing_cache(folder, entries)
+            return
+        match = REHEADERED_CACHE.fullmatch(name)
+        if match is not None:
+            _check_reheadered_cache(folder, path, match.group(1), manifest)
+            return
+    except BundleError:
+        raise
+    except EdgeresError as exc:
+        raise BundleError(f"bundle {folder}: {name} is not a file edgeres compile wrote: {exc}") from None
+    raise BundleError(f"bundle {folder} holds {name}, which its {MANIFEST} does not list and edgeres compile does "
+                      "not write; remove it (a bundle must hold exactly the files it was made with)")
+
+
+def _check_plan(folder: Path, manifest: BundleManifest, entries: Mapping[str, Any]) -> None:
+    from edgeres.sidecar import read_sidecar
+
+    sidecar = read_sidecar(folder / PLAN)  # typed, bounded; None when model.plan.json is absent
+    if PLAN not in entries:
+        return  # a sidecar alone: the build stopped between the sidecar and the plan's rename
+    if sidecar is None:
+        raise BundleError(f"bundle {folder}: {PLAN} has no {PLAN_SIDECAR} to check it against; remove {PLAN} "
+                          "and run edgeres compile again")
+    digest = sha256_file(folder / PLAN)
+    if digest != sidecar.plan_sha256:
+        raise BundleError(f"bundle {folder}: {PLAN} fails its sha256 check against {PLAN_SIDECAR} (expected "
+                          f"{sidecar.plan_sha256[:12]}..., found {digest[:12]}...); remove it and compile again")
+    onnx_digests = {e["sha256"] for n, e in manifest.files.items() if n.endswith(".onnx")}
+    if sidecar.onnx_sha256 not in onnx_digests:
+        raise BundleError(f"bundle {folder}: {PLAN} was built from an ONNX this bundle does not hold (sidecar "
+                          f"onnx_sha256 {sidecar.onnx_sha256[:12]}...); remove it and compile again")
+
+
+def _check_timing_cache(folder: Path, entries: Mapping[str, Any]) -> None:
+    from edgeres.sidecar import read_timing_cache_stamp
+
+    version = read_timing_cache_stamp(folder / TIMING_CACHE, BundleError)  # typed; BundleError if malformed
+    if TIMING_CACHE in entries and version is None:
+        raise BundleError(f"bundle {folder}: {TIMING_CACHE} has no {TIMING_STAMP} naming the TensorRT that wrote it; "
+                          f"remove {TIMING_CACHE} (the next compile writes a fresh one)")
+
+
+def _check_reheadered_cache(folder: Path, path: Path, version: str, manifest: BundleManifest) -> None:
+    from edgeres.calibrate.cache import read_calibration_cache_file
+
+    if "calib.cache" not in manifest.files:
+        raise BundleError(f"bundle {folder} holds {path.name} but lists no calib.cache it could be re-headered from")
+    from edgeres.tensorrt_version import parse_version
+
+    header, _name, scales = read_calibration_cache_file(path)
+    _h, _n, original = read_calibration_cache_file(folder / "calib.cache")
+    if parse_version(header).release != parse_version(version).release or scales != original:
+        raise BundleError(f"bundle {folder}: {path.name} is not calib.cache re-headered for TensorRT {version} "
+                          f"(header {header}, {'same' if scales == original else 'different'} scales); remove it")

@@ -45,9 +45,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tokenize
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -325,34 +326,110 @@ def _decode(path: Path, recipe: Recipe) -> np.ndarray:
 # ---------------------------------------------------------------- arrays
 
 
-def _open_npy(path: Path) -> np.ndarray:
+MAX_NPY_HEADER = 1 << 16  # bytes of an .npy header (numpy's own default limit is 10,000)
+MAX_ARRAY_BYTES = 1 << 40  # 1 TiB: refuses a header declaring an absurd shape before anything is allocated
+ARRAY_KINDS = "biuf"  # bool, signed/unsigned integers, floats: what images and labels can be
+
+
+def array_header(fh: "Any", source: str, total_bytes: int) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from an open ``.npy`` stream's header, checked before any data is read.
+
+    Refused: not an ``.npy`` (bad magic, e.g. a non-array ``.npz`` member), format 3.0,
+    a scalar (shape ``()``), negative or non-integer dimensions, object/structured/string
+    dtypes, and a header declaring more bytes than the stream of ``total_bytes`` holds
+    after the header, or than :data:`MAX_ARRAY_BYTES`.
+    """
+    from numpy.lib import format as npformat
+
     try:
+        version = npformat.read_magic(fh)
+        if version == (1, 0):
+            shape, _fortran, dtype = npformat.read_array_header_1_0(fh, max_header_size=MAX_NPY_HEADER)
+        elif version == (2, 0):
+            shape, _fortran, dtype = npformat.read_array_header_2_0(fh, max_header_size=MAX_NPY_HEADER)
+        else:
+            raise ValueError(f".npy format {version[0]}.{version[1]} (edgeres reads 1.0 and 2.0)")
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, OverflowError, RecursionError, MemoryError,
+            tokenize.TokenError, zipfile.BadZipFile) as exc:
+        # numpy parses the header with ast.literal_eval, and re-tokenizes a header it cannot parse
+        # (tokenize.TokenError for an unbalanced one: found by tests/test_readers_fuzz.py)
+        raise DataError(f"{source} is not a readable .npy array ({type(exc).__name__}: {str(exc)[:160]})") from None
+    if not isinstance(shape, tuple) or not shape:
+        raise DataError(f"{source} holds a scalar (shape {shape!r:.40}); expected an array of samples")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise DataError(f"{source} declares shape {shape!r:.80}; expected non-negative integer dimensions")
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in ARRAY_KINDS:
+        raise DataError(f"{source} has dtype {dtype.str!r}; expected a numeric array (float, integer or bool)")
+    nbytes = dtype.itemsize
+    for d in shape:
+        nbytes *= d
+    if nbytes > MAX_ARRAY_BYTES:
+        raise DataError(f"{source} declares shape {shape} ({nbytes} bytes); expected at most {MAX_ARRAY_BYTES} bytes")
+    available = total_bytes - fh.tell()
+    if nbytes > available:
+        raise DataError(f"{source} declares shape {shape} of {dtype.name} ({nbytes} bytes of data) but holds only "
+                        f"{max(available, 0)}; the file is truncated or its header is wrong")
+    return shape, dtype
+
+
+def _open_npy(path: Path) -> np.ndarray:
+    """Memory-map an ``.npy`` after checking its header (:func:`array_header`); FIFOs are refused unopened."""
+    from edgeres._readers import check_regular_file
+
+    size = check_regular_file(path, ".npy array", DataError).st_size
+    try:
+        with open(path, "rb") as fh:
+            array_header(fh, str(path), size)  # raises DataError for anything refused
         return np.load(path, mmap_mode="r", allow_pickle=False)
+    except DataError:
+        raise
+    except MemoryError:
+        raise DataError(f"{path}: not enough memory to map the array") from None
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path} is not a readable .npy array ({type(exc).__name__}: {exc})") from exc
 
 
+def _npz_member(archive: zipfile.ZipFile, member: str, source: str) -> np.ndarray:
+    """One ``.npz`` member as an array, its header checked before the data is read or allocated."""
+    from numpy.lib import format as npformat
+
+    info = archive.getinfo(member)
+    what = f"{source}, member {member!r}"
+    with archive.open(info) as fh:
+        array_header(fh, what, info.file_size)
+    try:
+        with archive.open(info) as fh:
+            return npformat.read_array(fh, allow_pickle=False)
+    except MemoryError:
+        raise DataError(f"{what}: not enough memory to load {info.file_size} bytes (use a .npy, which is "
+                        "memory-mapped)") from None
+
+
 def _open_npz(path: Path, split: str | None, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    from edgeres._readers import check_regular_file
+
     if split is None:
         image_keys, label_keys = IMAGE_KEYS, LABEL_KEYS
     else:
         image_keys, label_keys = (f"{split}_images",), (f"{split}_labels",)
+    check_regular_file(path, ".npz archive", DataError)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            image_key = next((k for k in image_keys if k in names), None)
+        with zipfile.ZipFile(path) as archive:
+            members = {n[:-4] if n.endswith(".npy") else n: n for n in archive.namelist()}
+            names = sorted(members)
+            image_key = next((k for k in image_keys if k in members), None)
             if image_key is None:
                 raise DataError(
                     f"{path} holds no images: expected an array named {' or '.join(map(repr, image_keys))}, "
-                    f"found {names}"
+                    f"found {names[:20]}"
                 )
-            label_key = next((k for k in label_keys if k in names), None)
-            images = archive[image_key]
-            labels = archive[label_key] if label_key is not None else None
+            label_key = next((k for k in label_keys if k in members), None)
+            images = _npz_member(archive, members[image_key], str(path))
+            labels = _npz_member(archive, members[label_key], str(path)) if label_key is not None else None
     except DataError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise DataError(f"{path} is not a readable .npz archive ({type(exc).__name__}: {exc})") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, NotImplementedError) as exc:
+        raise DataError(f"{path} is not a readable .npz archive ({type(exc).__name__}: {str(exc)[:160]})") from exc
     if labels is not None:
         labels = _as_labels(labels, len(images), path, num_classes)
     return images, labels

@@ -47,6 +47,17 @@ class ExportReport:
         return dataclasses.asdict(self)
 
 
+def max_export_opset() -> int:
+    """The newest opset torch's TorchScript exporter (``dynamo=False``, what edgeres uses) writes.
+
+    torch/onnx/_constants.py ``ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET`` (20 in torch 2.1 .. 2.13);
+    ``edgeres.cli._options.MAX_OPSET`` mirrors it for ``--opset`` (a test checks they agree).
+    """
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20))
+
+
 def onnx_bytes_from_model(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -57,8 +68,10 @@ def onnx_bytes_from_model(
     """Serialize ``model`` to ONNX bytes with edgeres' I/O names, checked and shape-inferred."""
     import onnx
 
-    if opset < MIN_OPSET:
-        raise ExportError(f"opset must be at least {MIN_OPSET}, received {opset}")
+    top = max_export_opset()
+    if not MIN_OPSET <= opset <= top:
+        raise ExportError(f"opset must be in {MIN_OPSET}..{top} (13: what TensorRT 8.2's parser reads; {top}: what "
+                          f"torch {torch.__version__}'s TorchScript exporter writes), received {opset}")
     if model.training:
         raise ExportError("export needs eval mode; call model.eval() first (received a model in training mode)")
     dummy = torch.zeros(*input_shape)

@@ -8,11 +8,20 @@ numpy and Pillow only (never torch), so the runtime can use it on a robot.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Any, Sequence
 
 import numpy as np
 
+from edgeres._readers import Fields, shown
 from edgeres.errors import DataError
+
+# Pillow's Image.Resampling members, lower-cased (Pillow >= 9.1 documents these six)
+INTERPOLATIONS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
+MAX_INPUT_SIDE = 16384  # pixels; the recipe's sizes multiply into allocations
+MAX_CHANNELS = 64
+MAX_CLASSES = 1 << 20
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,6 +53,27 @@ class Recipe:
     num_classes: int = 1000
 
     def __post_init__(self) -> None:
+        def integer(value: Any, lo: int, hi: int) -> bool:
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool) and lo <= value <= hi
+
+        def numbers_ok(values: Any) -> bool:
+            return isinstance(values, tuple) and all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+        if not (isinstance(self.input_size, tuple) and len(self.input_size) == 2
+                and all(integer(d, 1, MAX_INPUT_SIDE) for d in self.input_size)):
+            raise DataError(f"recipe input_size must be (height, width) in 1..{MAX_INPUT_SIDE}, received {shown(self.input_size)}")
+        if not integer(self.in_channels, 1, MAX_CHANNELS):
+            raise DataError(f"recipe in_channels must be an integer in 1..{MAX_CHANNELS}, received {shown(self.in_channels)}")
+        if self.resize is not None and not integer(self.resize, 1, MAX_INPUT_SIDE):
+            raise DataError(f"recipe resize must be null or an integer in 1..{MAX_INPUT_SIDE}, received {shown(self.resize)}")
+        if not (numbers_ok(self.mean) and numbers_ok(self.std)):
+            raise DataError(f"recipe mean/std must be lists of finite numbers, received {shown(self.mean)} and {shown(self.std)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise DataError(f"recipe interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                            f"received {shown(self.interpolation)}")
+        if not integer(self.num_classes, 1, MAX_CLASSES):
+            raise DataError(f"recipe num_classes must be an integer in 1..{MAX_CLASSES}, received {shown(self.num_classes)}")
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
             raise DataError(
                 f"recipe mean/std need {self.in_channels} values each, "
@@ -63,16 +93,33 @@ class Recipe:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Recipe":
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields)
+    def from_dict(cls, data: Any, where: str = "recipe") -> "Recipe":
+        """Inverse of :meth:`to_dict`, every field type-checked; unknown keys are an error (DataError)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        f = Fields(data, where, DataError)
+        unknown = sorted(map(str, set(f.data) - set(names)))
         if unknown:
-            raise DataError(f"unknown recipe field(s) {unknown}; expected some of {sorted(fields)}")
-        kw = dict(data)
-        for key in ("input_size", "mean", "std"):
-            if key in kw:
-                kw[key] = tuple(kw[key])
+            raise DataError(f"{where}: unknown recipe field(s) {shown(unknown)}; expected some of {sorted(names)}")
+
+        def number_list(name: str) -> Any:
+            return f.check(name, lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_CHANNELS and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v),
+                f"a list of 1..{MAX_CHANNELS} finite numbers")
+
+        kw: dict[str, Any] = {}
+        if "input_size" in f.data:
+            kw["input_size"] = f.int_list("input_size", 2, 1, MAX_INPUT_SIDE)
+        if "in_channels" in f.data:
+            kw["in_channels"] = f.int("in_channels", 1, MAX_CHANNELS)
+        if "resize" in f.data:
+            kw["resize"] = f.int("resize", 1, MAX_INPUT_SIDE, optional=True)
+        for key in ("mean", "std"):
+            if key in f.data:
+                kw[key] = tuple(float(x) for x in number_list(key))
+        if "interpolation" in f.data:
+            kw["interpolation"] = f.str("interpolation", choices=INTERPOLATIONS)
+        if "num_classes" in f.data:
+            kw["num_classes"] = f.int("num_classes", 1, MAX_CLASSES)
         return cls(**kw)
 
     def replace(self, **changes: Any) -> "Recipe":

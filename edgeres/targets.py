@@ -10,6 +10,12 @@ Profiles ship with edgeres (found through :func:`edgeres.resources.shipped_dir`)
 name. A module variant is chosen with ``name:variant`` (``jetson-orin-nx:16gb``):
 its table overrides the base fields.
 
+Profiles are read by the bounded TOML reader (:func:`edgeres._readers.read_toml_file`: no
+FIFOs, size and nesting limits, UTF-8) and every string is checked: names, variants and
+aliases against :mod:`edgeres._names` (lower-case ASCII), versions in their canonical form,
+no control characters anywhere, so nothing from a profile can break a generated ``build.sh``
+or ``manifest.json``.
+
 This module imports only the standard library (plus ``tomli`` on Python 3.10).
 """
 
@@ -18,17 +24,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from edgeres._names import TARGET_NAME, TARGET_REF, VARIANT_NAME, check_name, is_name
+from edgeres._readers import has_control_characters, is_int, is_number, read_toml_file, shown
 from edgeres.errors import TargetError
-from edgeres.tensorrt_version import is_version, parse_version
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from edgeres.tensorrt_version import parse_version
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_MODES = ("qdq", "calibrator")
@@ -151,7 +153,12 @@ class Target:
             )
 
     def check_tensorrt(self, version: str) -> str:
-        """A TensorRT version this target runs (exact or same major.minor)."""
+        """A TensorRT version this target runs (exact or same major.minor), in canonical form.
+
+        The text is checked against :data:`edgeres._names.TENSORRT_VERSION` first: it is written
+        into ``manifest.json`` and ``build.sh``, so ``"10.3.0\\n"`` or ``" 10.3"`` is refused, not kept.
+        """
+        check_name("tensorrt_version", version, "--trt-version", TargetError)
         wanted = parse_version(version, error=TargetError)
         for known in self.tensorrt_versions:
             if known == version or parse_version(known).major_minor == wanted.major_minor:
@@ -172,69 +179,91 @@ class Target:
 
 # ---- schema -------------------------------------------------------------------------------------
 
+MAX_PROFILE_INT = 1 << 24  # bounds every integer of a profile (workspace MiB, batch): nothing real is near it
+
+
+def _is_text(v: Any) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= 4096 and not has_control_characters(v)
+
+
 def _is_str(v: Any) -> bool:
-    return isinstance(v, str) and bool(v)
+    return _is_text(v)
 
 
 def _is_pos_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    return is_int(v) and 1 <= v <= MAX_PROFILE_INT
 
 
 def _is_nonneg_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    return is_int(v) and 0 <= v <= MAX_PROFILE_INT
 
 
 def _is_pos_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+    return is_number(v) and 0 < v <= MAX_PROFILE_INT
 
 
 def _is_cc(v: Any) -> bool:
-    return isinstance(v, list) and len(v) == 2 and all(_is_nonneg_int(x) for x in v) and v[0] >= 1
+    return isinstance(v, list) and len(v) == 2 and all(is_int(x) and 0 <= x <= 99 for x in v) and v[0] >= 1
 
 
 def _is_precisions(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and "fp32" in v and all(p in PRECISIONS for p in v) and len(set(v)) == len(v)
+    return (isinstance(v, list) and bool(v) and all(isinstance(p, str) and p in PRECISIONS for p in v)
+            and "fp32" in v and len(set(v)) == len(v))
+
+
+def _is_version(v: Any) -> bool:
+    return is_name("tensorrt_version", v)
 
 
 def _is_versions(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(is_version(x) for x in v)
+    return isinstance(v, list) and 0 < len(v) <= 64 and all(_is_version(x) for x in v)
 
 
 def _is_urls(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, str) and x.startswith("https://") for x in v)
+    return isinstance(v, list) and bool(v) and all(_is_text(x) and x.startswith("https://") and " " not in x for x in v)
 
 
 def _is_str_table(v: Any) -> bool:
-    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items())
+    return isinstance(v, dict) and all(_is_text(k) and _is_text(x) for k, x in v.items())
+
+
+def _is_aliases(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and TARGET_NAME.fullmatch(x) is not None for x in v)
+
+
+def _is_variants(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and VARIANT_NAME.fullmatch(k) is not None
+                                       and isinstance(x, dict) for k, x in v.items())
 
 
 # field -> (required, check, what the check expects)
 SCHEMA: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
-    "name": (True, _is_str, "the file name without .toml"),
-    "display_name": (True, _is_str, "a non-empty string"),
-    "aliases": (False, lambda v: isinstance(v, list) and all(_is_str(x) and x == x.lower() for x in v), "a list of lower-case names"),
-    "kind": (True, lambda v: v in KINDS, f"one of {KINDS}"),
+    "name": (True, lambda v: isinstance(v, str) and TARGET_NAME.fullmatch(v) is not None,
+             "the file name without .toml: lower-case letters, digits, '-' and '_'"),
+    "display_name": (True, _is_str, "a non-empty string without control characters"),
+    "aliases": (False, _is_aliases, "a list of lower-case names (letters, digits, '-' and '_')"),
+    "kind": (True, lambda v: isinstance(v, str) and v in KINDS, f"one of {KINDS}"),
     "sources": (True, _is_urls, "a non-empty list of https:// URLs"),
-    "compute_capability": (True, _is_cc, "[major, minor], e.g. [8, 7]"),
-    "dla_cores": (True, _is_nonneg_int, "an integer >= 0"),
+    "compute_capability": (True, _is_cc, "[major, minor] (0..99 each), e.g. [8, 7]"),
+    "dla_cores": (True, lambda v: is_int(v) and 0 <= v <= 16, "an integer in 0..16"),
     "precisions": (True, _is_precisions, f"a list of distinct {PRECISIONS} including fp32"),
-    "memory_gb": (True, _is_pos_number, "a number > 0"),
-    "workspace_mib": (True, _is_pos_int, "an integer >= 1 (MiB)"),
-    "default_precision": (True, lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
-    "int8_mode": (True, lambda v: v in INT8_MODES, f"one of {INT8_MODES}"),
-    "default_batch": (True, _is_pos_int, "an integer >= 1"),
-    "max_batch": (True, _is_pos_int, "an integer >= 1"),
-    "tensorrt_versions": (True, _is_versions, "a non-empty list of versions like \"10.3.0\""),
-    "default_tensorrt": (True, is_version, "a version like \"10.3.0\""),
+    "memory_gb": (True, _is_pos_number, f"a number in (0, {MAX_PROFILE_INT}]"),
+    "workspace_mib": (True, _is_pos_int, f"an integer in 1..{MAX_PROFILE_INT} (MiB)"),
+    "default_precision": (True, lambda v: isinstance(v, str) and v in PRECISIONS, f"one of {PRECISIONS}"),
+    "int8_mode": (True, lambda v: isinstance(v, str) and v in INT8_MODES, f"one of {INT8_MODES}"),
+    "default_batch": (True, _is_pos_int, f"an integer in 1..{MAX_PROFILE_INT}"),
+    "max_batch": (True, _is_pos_int, f"an integer in 1..{MAX_PROFILE_INT}"),
+    "tensorrt_versions": (True, _is_versions, "a non-empty list of versions like \"10.3.0\" (canonical form)"),
+    "default_tensorrt": (True, _is_version, "a version like \"10.3.0\" (canonical form)"),
     "jetpack": (False, _is_str_table, "a table of JetPack release = TensorRT version strings"),
     "provenance": (False, _is_str_table, "a table of field = note strings"),
-    "variants": (False, lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()), "tables of overrides"),
+    "variants": (False, _is_variants, "tables of overrides named in lower-case letters, digits, '-' and '_'"),
 }
 _VARIANT_FIELDS = ("memory_gb", "dla_cores", "workspace_mib", "max_batch", "display_name")
 
 
 def _fail(path: Path, field: str, expected: str, value: Any) -> TargetError:
-    return TargetError(f"target profile {path}: field {field!r} must be {expected}, received {value!r}")
+    return TargetError(f"target profile {path}: field {field!r} must be {expected}, received {shown(value)}")
 
 
 def validate_profile(data: Mapping[str, Any], path: Path) -> None:
@@ -245,7 +274,7 @@ def validate_profile(data: Mapping[str, Any], path: Path) -> None:
     """
     unknown = sorted(set(data) - set(SCHEMA))
     if unknown:
-        raise TargetError(f"target profile {path}: unknown field {unknown[0]!r}; expected fields: {', '.join(SCHEMA)}")
+        raise TargetError(f"target profile {path}: unknown field {shown(unknown[0])}; expected fields: {', '.join(SCHEMA)}")
     for field, (required, check, expected) in SCHEMA.items():
         if field not in data:
             if required:
@@ -270,7 +299,7 @@ def validate_profile(data: Mapping[str, Any], path: Path) -> None:
         for key, value in overrides.items():
             if key not in _VARIANT_FIELDS:
                 raise TargetError(
-                    f"target profile {path}: field 'variants.{vname}.{key}' cannot be overridden; "
+                    f"target profile {path}: field 'variants.{vname}.{shown(key)}' cannot be overridden; "
                     f"variants may set {', '.join(_VARIANT_FIELDS)}"
                 )
             if not SCHEMA[key][1](value):
@@ -278,13 +307,8 @@ def validate_profile(data: Mapping[str, Any], path: Path) -> None:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise TargetError(f"target profile {path} is not valid TOML: {exc}") from exc
-    except OSError as exc:
-        raise TargetError(f"target profile {path} cannot be read: {exc}") from exc
+    """A profile's TOML, bounded (no FIFOs, size and nesting limits, UTF-8): TargetError otherwise."""
+    return read_toml_file(path, "target profile", TargetError)
 
 
 def target_from_file(path: str | os.PathLike[str], variant: str | None = None) -> Target:
@@ -297,7 +321,7 @@ def target_from_file(path: str | os.PathLike[str], variant: str | None = None) -
     if variant is not None:
         if variant not in variants:
             raise TargetError(
-                f"target {name} has no variant {variant!r}; "
+                f"target {name} has no variant {shown(variant)}; "
                 f"variants: {', '.join(variants) if variants else 'none'}"
             )
         data = {**data, **variants[variant]}
@@ -337,7 +361,13 @@ def _profile_paths(targets_dir: str | os.PathLike[str] | None) -> dict[str, Path
         user = Path(targets_dir)
         if not user.is_dir():
             raise TargetError(f"--targets-dir {user} is not a folder")
-        paths.update({p.stem: p for p in sorted(user.glob("*.toml"))})
+        for p in sorted(user.glob("*.toml")):
+            if TARGET_NAME.fullmatch(p.stem) is None:
+                lower = p.stem.lower()
+                hint = f"; rename it to {lower}.toml" if TARGET_NAME.fullmatch(lower) else ""
+                raise TargetError(f"target profile {p}: profile names are lower-case letters, digits, '-' and '_' "
+                                  f"(--target is case-insensitive){hint}")
+            paths[p.stem] = p
     return paths
 
 
@@ -362,14 +392,18 @@ def load_target(name: str, targets_dir: str | os.PathLike[str] | None = None) ->
     Raises:
         TargetError: unknown name (listing the closest), or an invalid profile.
     """
-    base, _, variant = str(name).strip().lower().partition(":")
+    wanted = str(name).strip().lower()
+    if TARGET_REF.fullmatch(wanted) is None:
+        raise TargetError(f"--target must be a profile name like jetson-orin or jetson-orin-nx:16gb (lower-case "
+                          f"letters, digits, '-' and '_'), received {shown(name)} (see `edgeres targets`)")
+    base, _, variant = wanted.partition(":")
     paths = _profile_paths(targets_dir)
     if base not in paths:
         base = _aliases(paths).get(base, base)
     if base not in paths:
         close = difflib.get_close_matches(base, [*paths, *_aliases(paths)], n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise TargetError(f"unknown target {name!r}{hint} (known: {', '.join(sorted(paths))}; see `edgeres targets`)")
+        raise TargetError(f"unknown target {shown(name)}{hint} (known: {', '.join(sorted(paths))}; see `edgeres targets`)")
     return target_from_file(paths[base], variant or None)
 
 

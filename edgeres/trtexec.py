@@ -30,6 +30,9 @@ import dataclasses
 import shlex
 from typing import Any, Sequence
 
+from edgeres._io import OUTPUT_MARKER
+from edgeres._names import check_name
+from edgeres._readers import is_int
 from edgeres.errors import BuildError
 from edgeres.tensorrt_version import MIN_TRTEXEC, SUPPORTED, TensorRTVersion, parse_version, strongly_typed
 from edgeres.trt_rules import DLA_SUPPORT, RuleContext, check_rules
@@ -180,10 +183,46 @@ def _shape(spec: TrtexecSpec, batch: int) -> str:
     return f"{spec.input_name}:{'x'.join(str(d) for d in (batch, *spec.input_shape))}"
 
 
+MAX_DIM = 1 << 16  # any sample axis or batch; TensorRT's own limit on a dimension is far above anything meant
+MAX_WORKSPACE_MIB = 1 << 24  # 16 TiB
+
+
+def check_spec_values(spec: TrtexecSpec) -> None:
+    """Types and patterns of every value that reaches a trtexec argv or ``build.sh``.
+
+    Names go through :mod:`edgeres._names` (no control characters, quotes, ``$`` or
+    path separators); numbers must be ints (not bools) within bounds.
+    """
+    check_name("tensor", spec.input_name, "input name", BuildError)
+    for what, name in (("plan file", spec.plan), ("timing cache file", spec.timing_cache),
+                       ("calibration cache file", spec.calib_cache)):
+        if name is not None:
+            check_name("file", name, what, BuildError)
+    for what, value in (("min batch", spec.min_batch), ("opt batch", spec.opt_batch), ("max batch", spec.max_batch)):
+        if not (is_int(value) and 1 <= value <= MAX_DIM):
+            raise BuildError(f"{what} must be an integer in 1..{MAX_DIM}, received {value!r:.60}")
+    if not (is_int(spec.workspace_mib) and 1 <= spec.workspace_mib <= MAX_WORKSPACE_MIB):
+        raise BuildError(f"workspace must be an integer in 1..{MAX_WORKSPACE_MIB} MiB, received {spec.workspace_mib!r:.60}")
+    if spec.dla_core is not None and not (is_int(spec.dla_core) and 0 <= spec.dla_core <= 15):
+        raise BuildError(f"DLA core must be an integer in 0..15, received {spec.dla_core!r:.60}")
+    if not isinstance(spec.gpu_fallback, bool):
+        raise BuildError(f"gpu_fallback must be true or false, received {spec.gpu_fallback!r:.60}")
+
+
+def check_input_shape(shape: object) -> tuple[int, int, int]:
+    """The (C, H, W) sample shape of an argv (checked there, not in :func:`check_spec`: a build
+    plan is checked before the model, hence the shape, is known)."""
+    if not (isinstance(shape, tuple) and len(shape) == 3 and all(is_int(d) and 1 <= d <= MAX_DIM for d in shape)):
+        raise BuildError(f"input shape must be (C, H, W) of integers in 1..{MAX_DIM}, received {shape!r:.60}")
+    return shape  # type: ignore[return-value]
+
+
 def check_spec(spec: TrtexecSpec, trt_version: str, *, compute_capability: tuple[int, int] | None = None,
                stage: str = "build") -> TensorRTVersion:
     """Refuse combinations the TensorRT version cannot build (one line naming the rule); return the parsed version."""
+    check_name("tensorrt_version", trt_version, "TensorRT version", BuildError)
     version = parse_version(trt_version, error=BuildError)
+    check_spec_values(spec)
     if version < MIN_TRTEXEC:
         raise BuildError(f"TensorRT {trt_version} is older than the oldest supported ({MIN_TRTEXEC[0]}.{MIN_TRTEXEC[1]}: "
                          f"{SUPPORTED['trtexec'].reason})")
@@ -216,6 +255,7 @@ def trtexec_argv(spec: TrtexecSpec, trt_version: str, *, trtexec: str = "trtexec
         BuildError: a combination that version cannot build (DLA, implicit INT8 on 11, ...).
     """
     version = check_spec(spec, trt_version)
+    check_input_shape(spec.input_shape)
     mode = spec.int8_mode if spec.precision == "int8" else None
     argv = [trtexec, f"--onnx={onnx_file_for(spec.precision, mode, trt_version)}", f"--saveEngine={spec.plan}"]
     argv += [
@@ -256,7 +296,19 @@ def build_script(
 
     For a device with trtexec but no edgeres; ``edgeres compile`` does the same
     and also writes the plan sidecar.
+
+    Nothing unchecked reaches the script: the target and edgeres versions are checked
+    against :mod:`edgeres._names` (they appear in a comment), the file names and digests
+    of the ``sha256sum`` here-document against the file-name and hex patterns (a name
+    holding a newline or ``EOF`` could otherwise end it early), and every trtexec
+    argument is validated (:func:`check_spec_values`) and ``shlex.quote``-d.
     """
+    check_name("target", target, "target name", BuildError)
+    check_name("edgeres_version", edgeres_version, "edgeres version", BuildError)
+    for name, digest in (sha256 or {}).items():
+        if name != OUTPUT_MARKER:  # the one dot-name a bundle holds (a constant of edgeres._io)
+            check_name("file", name, "bundle file name", BuildError)
+        check_name("sha256", digest, f"sha256 of {name}", BuildError)
     argv = trtexec_argv(spec, trt_version, trtexec='"${TRTEXEC:-trtexec}"')
     head, *rest = argv
     command = " \\\n    ".join([head, *(shlex.quote(a) for a in rest)])
@@ -331,6 +383,14 @@ def build_script_for_versions(
     versions = list(specs)
     if not versions:
         raise BuildError("build.sh needs at least one TensorRT version")
+    # nothing unchecked reaches the script (as in build_script): names in comments, the sha256sum
+    # here-document's names and digests; every trtexec argument is checked by trtexec_argv and quoted
+    check_name("target", target, "target name", BuildError)
+    check_name("edgeres_version", edgeres_version, "edgeres version", BuildError)
+    for name, digest in (sha256 or {}).items():
+        if name != OUTPUT_MARKER:  # the one dot-name a bundle holds (a constant of edgeres._io)
+            check_name("file", name, "bundle file name", BuildError)
+        check_name("sha256", digest, f"sha256 of {name}", BuildError)
     lines = [
         "#!/bin/sh",
         f"# Generated by edgeres {_inert(edgeres_version)} for target {_inert(target)}, "

@@ -163,7 +163,7 @@ def _fake_plan(tmp_path: Path, min_batch: int = 1, max_batch: int = 4) -> Path:
     write_sidecar(plan, PlanSidecar(
         tensorrt_version="10.3.0", compute_capability=(8, 7), device_name="Orin", precision="int8",
         inputs=(TensorSpec("input", (-1, 1, 28, 28), "float32"),), outputs=(TensorSpec("logits", (-1, 10), "float32"),),
-        min_batch=min_batch, opt_batch=max_batch, max_batch=max_batch, plan_sha256="0", onnx_sha256="0", edgeres_version="0.1.0",
+        min_batch=min_batch, opt_batch=max_batch, max_batch=max_batch, plan_sha256="0" * 64, onnx_sha256="0" * 64, edgeres_version="0.1.0",
     ))
     return plan
 

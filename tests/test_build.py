@@ -224,8 +224,20 @@ def test_engine_path_with_stand_in_tensorrt(tmp_path: Path, weights: Path, monke
     calls = []
 
     def fake_build(settings: object) -> str:
+        # as edgeres.trt.build_engine does: the plan and its sidecar (verify_bundle checks one against the other)
+        import hashlib
+
+        from edgeres.sidecar import PlanSidecar, TensorSpec, write_sidecar
+
         calls.append(settings)
         Path(settings.plan_path).write_bytes(b"stand-in plan")
+        write_sidecar(settings.plan_path, PlanSidecar(
+            tensorrt_version="10.3.0", compute_capability=(8, 7), device_name="stand-in", precision=settings.precision,
+            inputs=(TensorSpec("input", (-1, 3, 32, 32), "float32"),), outputs=(TensorSpec("logits", (-1, 10), "float32"),),
+            min_batch=settings.min_batch, opt_batch=settings.opt_batch, max_batch=settings.max_batch,
+            plan_sha256=hashlib.sha256(b"stand-in plan").hexdigest(),
+            onnx_sha256=hashlib.sha256(Path(settings.onnx_path).read_bytes()).hexdigest(), edgeres_version="0.1.0",
+        ))
         return "sidecar"
 
     fake_tensorrt(monkeypatch, (8, 7), fake_build)

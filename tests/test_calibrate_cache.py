@@ -154,3 +154,44 @@ def test_tensorrt_written_cache_is_read_with_warnings(tmp_path) -> None:
     warnings_seen = [ln for ln in result.output.splitlines() if ln.startswith("warning:")]
     assert len(warnings_seen) == 2, f"one warning per skipped kind on stderr: {warnings_seen}"
     assert (tmp_path / "o" / "model.qdq.onnx").is_file(), "the Q/DQ model is written"
+
+
+# ---- issue 14: a hostile cache is one line ----------------------------------------------------------
+
+@pytest.mark.parametrize("text, needle", [
+    ("TRT-" + "9" * 5000 + "-EntropyCalibration2\ninput: 3c010a14\n", "line 1"),
+    ("TRT-100300-EntropyCalibration2\n" + "x" * 5000 + ": 3c010a14\n", "line 2"),
+    ("TRT-100300-EntropyCalibration2\nin\x1bput: 3c010a14\n", "line 2"),
+    ("TRT-100300-EntropyCalibration2\ninput: 7fc00000\n", "finite and positive"),
+    ("TRT-999999-EntropyCalibration2\ninput: 3c010a14\n", "unsupported TensorRT"),
+])
+def test_hostile_cache_text_is_one_error(text: str, needle: str) -> None:
+    with pytest.raises(CalibrationError, match=needle) as info:
+        parse_calibration_cache(text, "calib.cache")
+    assert len(str(info.value)) < 500, f"short: {str(info.value)[:600]}"
+
+
+def test_fifo_cache_is_refused(tmp_path) -> None:
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs")
+    os.mkfifo(tmp_path / "calib.cache")
+    with pytest.raises(CalibrationError, match="FIFO"):
+        read_calibration_cache(tmp_path / "calib.cache")
+
+
+def test_empty_and_invalid_onnx_for_migration_say_what_they_are(tmp_path) -> None:
+    from edgeres.calibrate.cache import qdq_file_from_cache
+
+    cache = tmp_path / "calib.cache"
+    cache.write_text("TRT-100300-EntropyCalibration2\ninput: 3c010a14\n")
+    empty = tmp_path / "model.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(CalibrationError, match=r"is empty \(0 bytes\)"):
+        qdq_file_from_cache(empty, cache, tmp_path / "out" / "model.qdq.onnx")
+    bad = tmp_path / "bad.onnx"
+    onnx.save(onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])], "g", [], [])), str(bad))
+    with pytest.raises(CalibrationError, match="not a valid ONNX model"):
+        qdq_file_from_cache(bad, cache, tmp_path / "out" / "model.qdq.onnx")

@@ -109,3 +109,150 @@ def test_an_output_file_never_replaces_an_input(tmp_path: Path) -> None:
         assert result.exit_code == 2 and "is an input of this command" in result.stderr, (args, result.output)
         assert len(result.stderr.strip().splitlines()) == 1, f"one line: {result.stderr}"
         assert victim.read_bytes() == before, f"{victim.name} is untouched"
+
+
+# ---- issue 14: one form for every error (click's usage errors included), bounded options ----------
+
+USAGE_CASES = [
+    (["--frob"], "No such option '--frob'"),
+    (["nosuch"], "No such command 'nosuch'"),
+    (["build"], "Missing option '--target'"),
+    (["build", "-t", "jetson-orin", "--frob"], "No such option"),
+    (["build", "-t", "jetson-orin", "--precision", "int3"], "'int3' is not one of"),
+    (["build", "-t", "jetson-orin", "--batch", "many"], "'many' is not a valid integer"),
+    (["build", "-t", "jetson-orin", "--batch", "100000"], "--batch"),
+    (["build", "-t", "jetson-orin", "--max-batch", "99999999999"], "--max-batch"),
+    (["build", "-t", "jetson-orin", "--dla-core", "99"], "--dla-core"),
+    (["build", "-t", "jetson-orin", "--workspace", "999999999999"], "--workspace"),
+    (["build", "-t", "jetson-orin", "--calib-size", "1000000000000"], "--calib-size"),
+    (["calibrate", "--calib-size", "0"], "--calib-size"),
+    (["calibrate", "--calib-size", "1e9"], "not a valid integer"),
+    (["export", "--opset", "99", "-o", "x.onnx"], "--opset"),
+    (["export", "--opset", "12", "-o", "x.onnx"], "--opset"),
+    (["export", "--batch", "1000000", "-o", "x.onnx"], "--batch"),
+    (["export", "--input-size", "1000000", "-o", "x.onnx"], "--input-size"),
+    (["export"], "Missing option '-o'"),
+    (["info", "resnet18", "--num-classes", "1000000000"], "--num-classes"),
+    (["info", "resnet18", "--input-size", "99999999"], "--input-size"),
+    (["bench", "--iterations", "1000000000000"], "--iterations"),
+    (["bench", "--iterations", "1e12"], "not a valid integer"),
+    (["bench", "--warmup", "1e308"], "--warmup"),
+    (["bench", "--warmup", "inf"], "--warmup"),
+    (["bench", "--duration", "1e308"], "--duration"),
+    (["bench", "--duration", "nan"], "--duration"),
+    (["bench", "--buffers", "1000000000"], "--buffers"),
+    (["bench", "--agreement-samples", "1000000000000"], "--agreement-samples"),
+    (["bench", "--rounds", "100000000"], "--rounds"),
+    (["bench", "--warmup-iterations", "100000000000"], "--warmup-iterations"),
+    (["bench", "--threads", "100000"], "--threads"),
+    (["bench", "--batch", "1,2,100000"], "--batch takes at most"),
+    (["compile"], "Missing argument 'BUNDLE'"),
+    (["compile", ".", "--workspace", "0"], "--workspace"),
+    (["targets", "--sources", "extra-arg"], "unexpected extra argument"),
+]
+
+
+@pytest.mark.parametrize("args, pattern", USAGE_CASES, ids=[" ".join(a)[:40] for a, _ in USAGE_CASES])
+def test_usage_errors_are_one_error_line_exit_2(args: list[str], pattern: str) -> None:
+    result = run(*args)  # CliRunner calls cli.main, as the console script does
+    assert result.exit_code == 2, f"{args}: exit {result.exit_code}, {result.output!r}"
+    err = result.stderr
+    assert err.count("\n") == 1 and err.startswith("error: "), f"{args}: one 'error:' line, got {err!r}"
+    assert pattern in err, f"{pattern!r} not in {err!r}"
+    assert "Usage:" not in err and "Traceback" not in err, f"no usage block or traceback: {err!r}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["build", "--help"], ["bench", "-h"], ["compile", "--help"]])
+def test_help_still_works(args: list[str]) -> None:
+    result = run(*args)
+    assert result.exit_code == 0 and result.output.startswith("Usage: "), f"{args}: {result.output[:200]!r}"
+
+
+def test_bare_group_prints_help_not_an_error() -> None:
+    result = run()
+    assert "Usage: " in result.output and "Commands" in result.output, f"bare `edgeres` shows the help: {result.output!r}"
+
+
+def test_console_script_usage_error_is_one_line() -> None:
+    done = subprocess.run([sys.executable, "-c", "from edgeres.cli import main; main()", "export", "--opset", "99"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, f"one line, exit 2: {done.returncode} {done.stderr!r}"
+    assert done.stderr.startswith("error: Invalid value for '--opset'"), done.stderr
+
+
+def test_cli_opset_bound_is_torchs(tmp_path: Path) -> None:
+    from edgeres.cli._options import MAX_OPSET
+    from edgeres.export import max_export_opset
+
+    assert MAX_OPSET == max_export_opset(), f"--opset allows up to {MAX_OPSET}, torch's exporter writes {max_export_opset()}"
+    from edgeres.cli._options import DEFAULT_OPSET, MIN_OPSET
+    from edgeres import export
+
+    assert (MIN_OPSET, DEFAULT_OPSET) == (export.MIN_OPSET, export.DEFAULT_OPSET), "the CLI repeats edgeres.export's opsets"
+
+
+HOSTILE_FILE_CASES = [
+    # (what to make in tmp, args, pattern)
+    ("fifo:data.npy", ["calibrate", "--arch", "resnet20", "--calib-data", "{tmp}/data.npy", "-o", "{tmp}/out"], "FIFO"),
+    ("fifo:targets/evil.toml", ["targets", "--targets-dir", "{tmp}/targets"], "FIFO"),
+    ("text:targets/MyDev.toml=x = 1", ["build", "-t", "MyDev", "--targets-dir", "{tmp}/targets", "-o", "{tmp}/out"],
+     "rename it to mydev.toml"),
+    ("bytes:targets/deep.toml=" + "a = " + "[" * 3000, ["targets", "--targets-dir", "{tmp}/targets"], "nests"),
+    ("bytes:targets/bin.toml=\xff\xfe", ["targets", "--targets-dir", "{tmp}/targets"], "not UTF-8"),
+    ("text:empty.onnx=", ["calibrate", "--from-cache", "{tmp}/c.cache", "--onnx", "{tmp}/empty.onnx", "-o", "{tmp}/out"],
+     "is empty (0 bytes)"),
+    ("text:big.cache=TRT-" + "9" * 5000 + "-EntropyCalibration2\n",
+     ["calibrate", "--from-cache", "{tmp}/big.cache", "--onnx", "{tmp}/m.onnx", "-o", "{tmp}/out"], "line 1"),
+    ("none", ["calibrate", "--from-cache", "{tmp}/c.cache", "--onnx", "{tmp}/m.onnx", "-o", "/proc/edgeres-no-such/out"],
+     "/proc/edgeres-no-such"),
+    ("none", ["calibrate", "--from-cache", "{tmp}/c.cache", "--onnx", "{tmp}/m.onnx", "-o", "/proc/edgeres-test-out"],
+     "/proc/edgeres-test-out"),
+    ("bundle-symlink", ["compile", "{tmp}/bundle", "--verify-only"], "symbolic link"),
+    ("bundle-extra", ["compile", "{tmp}/bundle", "--verify-only"], "does not list"),
+    ("bundle-field", ["compile", "{tmp}/bundle", "--verify-only"], "min_batch"),
+]
+
+
+def _make_hostile(tmp: Path, spec: str) -> None:
+    import os
+
+    from tests.test_bundle import _bundle
+
+    if spec.startswith("fifo:"):
+        path = tmp / spec[5:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+    elif spec.startswith(("text:", "bytes:")):
+        kind, rest = spec.split(":", 1)
+        name, _, content = rest.partition("=")
+        path = tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode("latin1") if kind == "bytes" else content.encode())
+    elif spec.startswith("bundle-"):
+        out = _bundle(tmp)
+        if spec == "bundle-symlink":
+            (tmp / "elsewhere").write_bytes((out / "model.onnx").read_bytes())
+            (out / "model.onnx").unlink()
+            (out / "model.onnx").symlink_to(tmp / "elsewhere")
+        elif spec == "bundle-extra":
+            (out / "model.engine").write_bytes(b"handed to TensorRT")
+        else:
+            data = json.loads((out / "manifest.json").read_text())
+            (out / "manifest.json").write_text(json.dumps({**data, "min_batch": "many"}))
+    (tmp / "c.cache").write_text("TRT-100300-EntropyCalibration2\ninput: 3c010a14\n")
+    x = onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 1])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["input"], ["y"])], "g", [x], [y])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(tmp / "m.onnx"))
+
+
+@pytest.mark.parametrize("make, args, pattern", HOSTILE_FILE_CASES, ids=[m.split("=")[0][:30] for m, _, _ in HOSTILE_FILE_CASES])
+def test_hostile_files_are_one_error_line(tmp_path: Path, make: str, args: list[str], pattern: str) -> None:
+    import os
+
+    if make.startswith("fifo:") and not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs")
+    _make_hostile(tmp_path, make)
+    result = run(*[a.format(tmp=tmp_path) for a in args])
+    _assert_one_line_error(result, pattern)
+    assert result.exit_code == 2, f"exit 2: {result.exit_code}"

@@ -277,3 +277,82 @@ def test_importing_data_does_not_import_torch() -> None:
     code = "import sys, edgeres.data; assert 'torch' not in sys.modules and 'onnx' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, f"edgeres.data imported torch/onnx: {result.stderr}"
+
+
+# ---- issue 14: .npy/.npz headers are checked before anything is mapped or allocated ---------------
+
+def npy_with_header(header: str, data: bytes = b"", version: tuple[int, int] = (1, 0)) -> bytes:
+    """A raw .npy file with a hand-written header dict (np.lib.format layout: magic, version, length, header)."""
+    import struct
+
+    body = header.encode("latin1")
+    prefix = b"\x93NUMPY" + bytes(version)
+    length_format = "<H" if version == (1, 0) else "<I"
+    pad = (-(len(prefix) + struct.calcsize(length_format) + len(body) + 1)) % 64
+    body = body + b" " * pad + b"\n"
+    return prefix + struct.pack(length_format, len(body)) + body + data
+
+
+HOSTILE_HEADERS = [
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 3, 8, 8), }", "declares shape"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (-5, 3, 8, 8), }", "non-negative"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (), }", "scalar"),
+    ("{'descr': '|O', 'fortran_order': False, 'shape': (1, 3, 8, 8), }", "numeric array"),
+    ("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", "numeric array"),
+    ("{'descr': '<U4', 'fortran_order': False, 'shape': (1, 3, 8, 8), }", "numeric array"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 8, 8), }", "truncated"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': 'x', }", "not a readable"),
+    ("not a dict at all", "not a readable"),
+]
+
+
+@pytest.mark.parametrize("header, needle", HOSTILE_HEADERS)
+def test_hostile_npy_headers_are_one_data_error(tmp_path: Path, header: str, needle: str) -> None:
+    path = tmp_path / "x.npy"
+    path.write_bytes(npy_with_header(header, b"\x00" * 16))
+    with pytest.raises(DataError, match=needle):
+        load_dataset(path, RGB8)
+
+
+def test_npy_format_3_and_empty_files_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.npy"
+    path.write_bytes(npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", b"\0" * 4, (3, 0)))
+    with pytest.raises(DataError, match="format 3.0"):
+        load_dataset(path, RGB8)
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match="not a readable .npy"):
+        load_dataset(path, RGB8)
+
+
+def test_npz_members_are_checked_before_loading(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "x.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("images.npy", npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 3, 8, 8), }"))
+    with pytest.raises(DataError, match="member 'images.npy'.*declares shape"):
+        load_dataset(path, RGB8)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("images.npy", b"this is not an array")
+    with pytest.raises(DataError, match="not a readable .npy"):
+        load_dataset(path, RGB8)
+    good = np.zeros((2, 3, 8, 8), np.float32)
+    with zipfile.ZipFile(path, "w") as zf:
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, good)
+        zf.writestr("images.npy", buf.getvalue())
+        zf.writestr("labels.npy", npy_with_header("{'descr': '<i8', 'fortran_order': False, 'shape': (), }", b"\0" * 8))
+    with pytest.raises(DataError, match="scalar"):
+        load_dataset(path, RGB8)
+
+
+def test_fifo_as_npy_is_refused_not_waited_on(tmp_path: Path) -> None:
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs")
+    os.mkfifo(tmp_path / "x.npy")
+    with pytest.raises(DataError, match="FIFO"):
+        load_dataset(tmp_path / "x.npy", RGB8)

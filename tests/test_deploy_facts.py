@@ -26,10 +26,14 @@ def test_sidecar_facts_win(deploy_bundles: Bundles, tmp_path: Path) -> None:
     bundle = tmp_path / "b"
     shutil.copytree(deploy_bundles["ref_fp32"], bundle)
     (bundle / "model.plan").write_bytes(b"not a real plan")
+    from edgeres._io import sha256_file
+
+    # the plan's sidecar names its own hash and the bundle ONNX it was built from (verify_bundle checks both)
     write_sidecar(bundle / "model.plan", PlanSidecar(
         tensorrt_version="10.3.0", compute_capability=(8, 7), device_name="Orin", precision="fp16",
         inputs=(TensorSpec("input", (-1, 1, 28, 28), "float16"),), outputs=(TensorSpec("logits", (-1, 10), "float16"),),
-        min_batch=1, opt_batch=2, max_batch=16, plan_sha256="0" * 64, onnx_sha256="0" * 64, edgeres_version="0.1.0",
+        min_batch=1, opt_batch=2, max_batch=16, plan_sha256=sha256_file(bundle / "model.plan"),
+        onnx_sha256=sha256_file(bundle / "model.onnx"), edgeres_version="0.1.0",
     ))
     facts = facts_from_bundle(bundle)
     assert facts.source == "sidecar" and facts.has_plan, "a plan's sidecar is the engine's own facts"

@@ -44,3 +44,30 @@ def test_uint8_nhwc_matches_pil_path() -> None:
     np.testing.assert_allclose(fast, slow, atol=1e-5, err_msg="uint8 array path equals the PIL path")
     with pytest.raises(DataError, match="expected uint8 NHWC"):
         recipe.normalize_uint8_nhwc(batch[:, :3])
+
+
+# ---- issue 14: a recipe from a file is type-checked field by field -------------------------------
+
+@pytest.mark.parametrize("data, needle", [
+    ({"interpolation": "sinc"}, "interpolation"),
+    ({"interpolation": 3}, "interpolation"),
+    ({"input_size": [224]}, "input_size"),
+    ({"input_size": "224"}, "input_size"),
+    ({"input_size": [10**9, 10**9]}, "input_size"),
+    ({"in_channels": True}, "in_channels"),
+    ({"mean": ["a", "b", "c"]}, "mean"),
+    ({"std": None}, "std"),
+    ({"num_classes": 0}, "num_classes"),
+    ({"resize": -1}, "resize"),
+    ({"colour": 1}, "unknown recipe field"),
+    ([1, 2], "must be an object"),
+    ({"in_channels": 1}, "mean/std need 1 values"),
+])
+def test_from_dict_refuses_malformed_fields(data, needle: str) -> None:
+    with pytest.raises(DataError, match=needle):
+        Recipe.from_dict(data)
+
+
+def test_from_dict_round_trips() -> None:
+    assert Recipe.from_dict(IMAGENET.to_dict()) == IMAGENET, "to_dict -> from_dict is the identity"
+    assert Recipe.from_dict({"resize": None}).resize is None, "resize null means no resize"

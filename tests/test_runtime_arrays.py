@@ -96,3 +96,75 @@ def test_onnxruntime_engine_refuses_gpu_tensors(tmp_path):
                 e.infer(tensor)
         out = e.infer(DlpackTensor(x, DL_CPU))
         assert out.shape == (1, 10), "CPU DLPack tensors run on onnxruntime"
+
+
+# ---- issue 14: junk from foreign objects is one EngineInputError ----------------------------------
+
+class JunkDevice:
+    """DLPack methods that return or raise junk."""
+
+    def __init__(self, device, capsule=None, raises=None):
+        self.device, self.capsule, self.raises = device, capsule, raises
+
+    def __dlpack_device__(self):
+        if self.raises is not None:
+            raise self.raises
+        return self.device
+
+    def __dlpack__(self, stream=None, **kwargs):
+        return self.capsule
+
+
+class BadCai:
+    @property
+    def __cuda_array_interface__(self):
+        raise RuntimeError("driver exploded")
+
+
+@pytest.mark.parametrize("value", [
+    JunkDevice("cuda"), JunkDevice((2,)), JunkDevice((2, 0, 0)), JunkDevice(("x", "y")), JunkDevice(None),
+    JunkDevice((99, 0)), JunkDevice((2, 0), capsule="not a capsule"), JunkDevice((1, 0), capsule=object()),
+    JunkDevice((2, 0), raises=ValueError("boom")), BadCai(),
+])
+def test_junk_devices_are_one_input_error(value):
+    with pytest.raises(EngineInputError):
+        classify_input("input", value)
+
+
+def _capsule_for(tensor_struct):
+    import ctypes
+
+    from edgeres.runtime._arrays import _DLManagedTensor
+
+    managed = _DLManagedTensor()
+    managed.dl_tensor = tensor_struct
+    new = ctypes.pythonapi.PyCapsule_New
+    new.restype = ctypes.py_object
+    new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    return new(ctypes.addressof(managed), b"dltensor", None), managed
+
+
+@pytest.mark.parametrize("ndim, bits, code, with_shape, pattern", [
+    (-3, 32, 2, True, "dimensions"),
+    (1000, 32, 2, True, "dimensions"),
+    (2, 32, 2, False, "no shape"),
+    (1, 0, 2, True, "bits"),
+    (1, 12, 2, True, "bits"),
+    (1, 32, 9, True, "dtype"),
+])
+def test_junk_dlpack_capsules_are_refused_before_they_are_read(ndim, bits, code, with_shape, pattern):
+    import ctypes
+
+    from edgeres.runtime._arrays import _DLDataType, _DLDevice, _DLTensor
+
+    shape = (ctypes.c_int64 * 4)(2, 2, 2, 2)
+    t = _DLTensor()
+    t.data = None
+    t.device = _DLDevice(DL_CUDA, 0)
+    t.ndim = ndim
+    t.dtype = _DLDataType(code, bits, 1)
+    t.shape = ctypes.cast(shape, ctypes.POINTER(ctypes.c_int64)) if with_shape else None
+    capsule, keep = _capsule_for(t)
+    with pytest.raises(EngineInputError, match=pattern):
+        dlpack_view(capsule, None)
+    assert keep is not None and shape is not None, "the structs outlive the call"

@@ -247,3 +247,93 @@ def test_qdq_int8_model_runs_with_the_same_api(onnx_path, tmp_path):
         assert int8.inputs == fp32.inputs, f"Q/DQ keeps the float32 I/O contract: {int8.inputs}"
         agree = float((fp32.infer(x).argmax(1) == int8.infer(x).argmax(1)).mean())
     assert agree >= 0.95, f"Q/DQ INT8 top-1 agrees with FP32 on only {agree:.0%} of 64 real digits"
+
+
+# ---- issue 14: a bundle's model is checked against its manifest; unclear messages -----------------
+
+def _bundle_with_manifest(tmp_path, onnx_path):
+    import hashlib
+    import shutil
+
+    from tests.test_bundle_manifest import GOOD
+
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    shutil.copyfile(onnx_path, folder / "model.onnx")
+    digest = hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
+    manifest = {**GOOD, "input_shape": [1, 28, 28], "recipe": None, "files": {"model.onnx": {"sha256": digest}}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_bundle_model_is_verified_against_the_manifest(onnx_path, tmp_path):
+    folder = _bundle_with_manifest(tmp_path, onnx_path)
+    with open_engine(folder / "model.onnx") as e:
+        assert e.max_batch == 8, f"the manifest's batch range applies: {e.max_batch}"
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[-1] ^= 0x01  # one tampered byte (the model may still load)
+    (folder / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(PlanIntegrityError, match="fails its sha256 check against"):
+        open_engine(folder / "model.onnx")
+    with pytest.raises(PlanIntegrityError, match="fails its sha256 check"):
+        open_engine(folder, prefer="onnx")
+
+
+def test_swapped_valid_model_is_refused_and_verify_false_opts_out(onnx_path, tmp_path):
+    folder = _bundle_with_manifest(tmp_path, onnx_path)
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(folder / "model.onnx"))
+    model.doc_string = "another valid model"
+    onnx.save(model, str(folder / "model.onnx"))
+    with pytest.raises(PlanIntegrityError, match="verify=False"):
+        Engine(folder / "model.onnx")
+    with Engine(folder / "model.onnx", verify=False) as e:
+        assert e.infer(sample_batch(1)).shape == (1, NUM_CLASSES), "verify=False opens it anyway"
+
+
+def test_model_not_listed_in_a_bundle_manifest_is_refused(onnx_path, tmp_path):
+    import shutil
+
+    folder = _bundle_with_manifest(tmp_path, onnx_path)
+    shutil.copyfile(onnx_path, folder / "model.qdq.onnx")
+    with pytest.raises(PlanIntegrityError, match="is not listed"):
+        Engine(folder / "model.qdq.onnx")
+
+
+@pytest.mark.parametrize("manifest, pattern", [
+    ('{"max_batch": "many"}', "max_batch"),
+    ("[" * 10000, "nests"),
+    ('{"recipe": {"interpolation": "sinc"}}', "interpolation"),
+    ('{"recipe": [1]}', "recipe"),
+])
+def test_malformed_manifest_beside_a_model_is_one_error(onnx_path, tmp_path, manifest, pattern):
+    import shutil
+
+    shutil.copyfile(onnx_path, tmp_path / "model.onnx")
+    (tmp_path / "manifest.json").write_text(manifest)
+    with pytest.raises(EdgeresError, match=pattern):
+        Engine(tmp_path / "model.onnx")
+
+
+def test_sample_shape_after_close_raises(onnx_path):
+    e = Engine(onnx_path)
+    assert e.sample_shape(batch=2) == (2, 1, 28, 28), "open: the shape"
+    e.close()
+    with pytest.raises(EngineClosedError, match="closed"):
+        e.sample_shape()
+
+
+def test_big_endian_input_names_the_byte_order(engine):
+    x = sample_batch(1).astype(">f4")
+    with pytest.raises(EngineInputError, match=r"received float32 \(big-endian\)"):
+        engine.infer(x)
+
+
+def test_fifo_model_is_refused(tmp_path):
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs")
+    os.mkfifo(tmp_path / "model.onnx")
+    with pytest.raises(EngineError, match="FIFO"):
+        Engine(tmp_path / "model.onnx")

@@ -174,3 +174,80 @@ def test_compute_capability_mismatch_is_one_comparison_and_message() -> None:
     assert why is not None and why.startswith("target jetson-orin has compute capability 8.7, this GPU (RTX 3060) has 8.6"), why
     assert "--allow-mismatch" in why, f"names the way out: {why}"
     assert "this GPU has 8.6" in (compute_capability_mismatch([8, 7], [8, 6]) or ""), "lists compare like tuples; no name"
+
+
+# ---- issue 14: nothing from a profile can reach a generated file unchecked ------------------------
+
+def test_profile_file_named_with_a_newline_is_refused_at_load(tmp_path: Path) -> None:
+    name = "evil\ntouch /tmp/pwned"
+    (tmp_path / "evil\ntouch pwned.toml").write_text(GOOD.format(name=name.replace("/tmp/", "")))
+    with pytest.raises(TargetError, match="profile names are lower-case"):
+        load_target("jetson-orin", tmp_path)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (('name = "myboard"', 'name = "myboard\\ntouch /tmp/pwned"'), "name"),
+    (('default_tensorrt = "10.3.0"', 'default_tensorrt = "10.3.0"\n[variants."16gb\\ntouch /tmp/pwned"]\nmemory_gb = 16'),
+     "variants"),
+    (("max_batch = 16", 'max_batch = 16\naliases = ["ok", "Bad\\nalias"]'), "aliases"),
+    (('display_name = "My board"', 'display_name = "My\\u001b[31m board"'), "display_name"),
+    (('default_tensorrt = "10.3.0"', 'default_tensorrt = "10.3.0\\n"'), "default_tensorrt"),
+    (('tensorrt_versions = ["10.3.0"]', 'tensorrt_versions = ["10.3.0", " 10.3.0"]'), "tensorrt_versions"),
+    (("compute_capability = [8, 6]", "compute_capability = [8, 1000000]"), "compute_capability"),
+    (("memory_gb = 12", "memory_gb = inf"), "inf"),
+    (("workspace_mib = 2048", "workspace_mib = 99999999999999"), "workspace_mib"),
+    (('sources = ["https://developer.nvidia.com/cuda-gpus"]', 'sources = ["https://x\\n"]'), "sources"),
+])
+def test_hostile_profile_fields_are_refused_at_load(tmp_path: Path, edit: tuple[str, str], field: str) -> None:
+    text = GOOD.format(name="myboard").replace(*edit)
+    assert text != GOOD.format(name="myboard"), "the edit applies"
+    (tmp_path / "myboard.toml").write_text(text)
+    with pytest.raises(TargetError) as info:
+        load_target("myboard", tmp_path)
+    assert field in str(info.value) and "\n" not in str(info.value), f"one line naming {field}: {info.value!r}"
+
+
+def test_profile_names_are_lower_case_and_lookup_is_case_insensitive(tmp_path: Path) -> None:
+    (tmp_path / "myboard.toml").write_text(GOOD.format(name="myboard"))
+    assert load_target("MyBoard", tmp_path).name == "myboard", "--target is case-insensitive"
+    (tmp_path / "MyDev.toml").write_text(GOOD.format(name="MyDev"))
+    with pytest.raises(TargetError, match="rename it to mydev.toml"):
+        load_target("MyDev", tmp_path)
+
+
+@pytest.mark.parametrize("target", ["jetson-orin\ntouch x", "jetson-orin;id", "../jetson-orin", "jetson-orin:16gb:x", "x" * 500])
+def test_hostile_target_option_is_refused(target: str) -> None:
+    with pytest.raises(TargetError) as info:
+        load_target(target)
+    assert len(str(info.value)) < 400 and "\n" not in str(info.value), f"one short line: {info.value!r}"
+
+
+@pytest.mark.parametrize("version", ["10.3.0\n", " 10.3.0", "10.3.0;id", "10.3", "1" * 5000])
+def test_trt_version_is_canonical_or_refused(version: str) -> None:
+    target = load_target("jetson-orin")
+    if version == "10.3":
+        assert target.check_tensorrt(version) == "10.3", "a canonical short version is kept"
+        return
+    with pytest.raises(TargetError, match="--trt-version"):
+        target.check_tensorrt(version)
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"name = \"x\"\n\xff\xfe", "not UTF-8"),
+    (b"a = " + b"[" * 4000 + b"]" * 4000, "nests"),
+    (b"x" * (2 << 20), "bytes; expected at most"),
+])
+def test_unreadable_profiles_are_one_line(tmp_path: Path, content: bytes, needle: str) -> None:
+    (tmp_path / "myboard.toml").write_bytes(content)
+    with pytest.raises(TargetError, match=needle):
+        load_target("myboard", tmp_path)
+
+
+def test_fifo_profile_is_refused_not_waited_on(tmp_path: Path) -> None:
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs")
+    os.mkfifo(tmp_path / "myboard.toml")
+    with pytest.raises(TargetError, match="FIFO"):
+        load_target("myboard", tmp_path)

@@ -126,3 +126,69 @@ def test_build_script_is_valid_shell(tmp_path: Path) -> None:
     result = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, f"sh -n rejects build.sh: {result.stderr}"
     assert "--onnx=model.qdq.onnx" in text and "--int8" in text, "the command is in the script"
+
+
+# ---- issue 14: nothing unchecked reaches build.sh -------------------------------------------------
+
+HOSTILE_NAMES = ["jetson-orin\ntouch /tmp/pwned", "x; touch pwned", "$(touch pwned)", "`touch pwned`", "a'b", "A B"]
+
+
+@pytest.mark.parametrize("target", HOSTILE_NAMES)
+def test_hostile_target_is_refused(target: str) -> None:
+    with pytest.raises(BuildError, match="target name must be"):
+        build_script(TrtexecSpec("fp16", SHAPE), "10.3.0", target=target, edgeres_version="0.1.0")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("input_name", "input\ntouch pwned"), ("input_name", "in$(x)"), ("plan", "../model.plan"),
+    ("plan", "model plan"), ("timing_cache", "/tmp/t.cache"), ("calib_cache", "c.cache\n"),
+    ("min_batch", True), ("max_batch", 10**9), ("workspace_mib", 0), ("dla_core", "0"), ("gpu_fallback", "no"),
+])
+def test_hostile_spec_values_are_refused(field: str, value) -> None:
+    spec = TrtexecSpec("fp16", SHAPE, **{"max_batch": 4, field: value})
+    with pytest.raises(BuildError):
+        build_script(spec, "10.3.0", target="jetson-orin", edgeres_version="0.1.0")
+
+
+@pytest.mark.parametrize("kw", [
+    {"trt_version": "10.3.0\n"}, {"trt_version": "10.3.0 && touch pwned"}, {"edgeres_version": "0.1\nid"},
+    {"sha256": {"model.onnx\nEOF\ntouch pwned": "0" * 64}}, {"sha256": {"model.onnx": "0" * 63 + "\n"}},
+])
+def test_hostile_versions_and_hashes_are_refused(kw: dict) -> None:
+    args = {"trt_version": "10.3.0", "edgeres_version": "0.1.0", "sha256": {"model.onnx": "0" * 64}, **kw}
+    with pytest.raises(BuildError):
+        build_script(TrtexecSpec("fp16", SHAPE), args.pop("trt_version"), target="jetson-orin", **args)
+
+
+def test_build_script_for_hostile_but_valid_values_is_inert(tmp_path: Path) -> None:
+    """Valid values with shell meaning (':', '/', '.', '+', '-') are quoted: sh -n passes, a stub trtexec sees them as given."""
+    import hashlib
+    import os
+    import shutil
+
+    if shutil.which("sha256sum") is None:
+        pytest.skip("no sha256sum on this machine")
+    spec = TrtexecSpec("int8", (3, 32, 32), int8_mode="calibrator", input_name="in:put/x.0-y", min_batch=1, opt_batch=2,
+                       max_batch=4, plan="my-model+v2.plan", timing_cache="t-1.cache", calib_cache="calib.v2+x.cache")
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"onnx")
+    sha = {"model.onnx": hashlib.sha256(b"onnx").hexdigest()}
+    text = build_script(spec, "10.3.0.30", target="my-dev_2:16gb", edgeres_version="0.1.0+local-build.7", sha256=sha)
+    assert all(ch == "\n" or ch.isprintable() for ch in text), "no control characters but newlines"
+    script = folder / "build.sh"
+    script.write_text(text)
+    assert subprocess.run(["sh", "-n", str(script)], capture_output=True).returncode == 0, "sh -n accepts it"
+    if shutil.which("bash"):
+        assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0, "bash -n accepts it"
+    stub = tmp_path / "trtexec"
+    record = tmp_path / "argv.txt"
+    stub.write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > {record}\n')
+    stub.chmod(0o755)
+    before = set(os.listdir(folder))
+    done = subprocess.run(["sh", str(script)], capture_output=True, text=True,
+                          env={**os.environ, "TRTEXEC": str(stub)}, cwd=tmp_path)
+    assert done.returncode == 0, f"build.sh failed: {done.stderr}"
+    expected = trtexec_argv(spec, "10.3.0.30")[1:]
+    assert record.read_text().splitlines() == expected, "trtexec receives exactly the argv, word for word"
+    assert set(os.listdir(folder)) == before, "the script created nothing but what trtexec writes"

@@ -38,6 +38,13 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from edgeres._io import write_text_atomic
+from edgeres._readers import (
+    MAX_CACHE_BYTES,
+    check_regular_file,
+    has_control_characters,
+    read_regular_file,
+    text_from_bytes,
+)
 from edgeres.errors import CalibrationError
 from edgeres.tensorrt_version import (
     DEFAULT_TENSORRT,
@@ -48,9 +55,10 @@ from edgeres.tensorrt_version import (
 )
 
 CALIBRATOR_NAMES = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
-_HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
+_HEADER = re.compile(r"TRT-(\d{1,9})-(\w{1,64})", re.ASCII)  # codes reach 6 digits (110400); more is junk
 # TensorRT writes the scale bits as unpadded hex (``0`` for a zero scale); ours are always 8 digits
-_LINE = re.compile(r"^(.+): ([0-9a-fA-F]{1,8})$")
+_LINE = re.compile(r"(.{1,1024}): ([0-9a-fA-F]{1,8})")
+MAX_LINES = 1 << 20  # tensors in one cache; a ResNet-152 has ~500
 _RANGE = SUPPORTED["calibration_cache"]
 _UNNAMED = re.compile(r"^\(Unnamed (Layer|ITensor)\* \d+\)")
 # ops whose output keeps its input's scale (scale-preserving under symmetric INT8), with sources:
@@ -195,12 +203,16 @@ def parse_calibration_cache(
     Raises:
         CalibrationError: malformed header or line, unsupported version, bad scale.
     """
+    if not isinstance(text, str):
+        raise CalibrationError(f"{source}: expected cache text, received {type(text).__name__}")
+    if text.count("\n") > MAX_LINES:
+        raise CalibrationError(f"{source} has more than {MAX_LINES} lines; expected one per tensor of a model")
     lines = [ln.rstrip("\r") for ln in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
         raise CalibrationError(f"{source} is empty; expected a header like TRT-100300-EntropyCalibration2")
-    match = _HEADER.match(lines[0].strip())
+    match = _HEADER.fullmatch(lines[0].strip())
     if not match or match.group(2) not in CALIBRATOR_NAMES:
         raise CalibrationError(
             f"{source} line 1 is {lines[0][:60]!r}; expected TRT-<version>-<calibrator> with a calibrator among "
@@ -213,8 +225,8 @@ def parse_calibration_cache(
     unnamed: list[str] = []
     zeros: list[str] = []
     for number, line in enumerate(lines[1:], start=2):
-        m = _LINE.match(line)
-        if not m:
+        m = _LINE.fullmatch(line)
+        if not m or has_control_characters(m.group(1)):
             raise CalibrationError(f"{source} line {number} is {line[:80]!r}; expected '<tensor name>: <8 hex digits>'")
         name, value = m.group(1), hex_to_scale(m.group(2).rjust(8, "0"))
         if _UNNAMED.match(name):
@@ -240,16 +252,24 @@ def parse_calibration_cache(
     return str(version), match.group(2), scales
 
 
+def read_calibration_cache_file(path: str | os.PathLike[str],
+                                warn: Callable[[str], None] | None = None) -> tuple[str, str, dict[str, float]]:
+    """(TensorRT version, calibrator name, scales) of a cache file, read bounded.
+
+    The file must be a regular file (a FIFO is refused before it is opened) of at most
+    :data:`edgeres._readers.MAX_CACHE_BYTES`, in UTF-8 text.
+    """
+    data = read_regular_file(path, MAX_CACHE_BYTES, "calibration cache", CalibrationError)
+    try:
+        text = text_from_bytes(data, f"calibration cache {path}", CalibrationError)
+    except CalibrationError as exc:
+        raise CalibrationError(f"{path} is not a text calibration cache (binary file?): {exc}") from None
+    return parse_calibration_cache(text, str(path), warn)
+
+
 def read_calibration_cache(path: str | os.PathLike[str], warn: Callable[[str], None] | None = None) -> dict[str, float]:
     """Scales (tensor name -> scale) of a TensorRT calibration cache file (see :func:`parse_calibration_cache`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CalibrationError(f"calibration cache {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise CalibrationError(f"{path} is not a text calibration cache (binary file?)") from None
-    return parse_calibration_cache(text, str(path), warn)[2]
+    return read_calibration_cache_file(path, warn)[2]
 
 
 def qdq_model_from_cache(
@@ -306,12 +326,17 @@ def qdq_file_from_cache(
 
     output = Path(output)
     path = Path(model_onnx)
-    if not path.is_file():
-        raise CalibrationError(f"ONNX model {path} does not exist")
+    if check_regular_file(path, "ONNX model", CalibrationError).st_size == 0:
+        raise CalibrationError(f"ONNX model {path} is empty (0 bytes); expected a serialized FP32 ONNX model")
     try:
         model = onnx.load(str(path))
-    except Exception as exc:  # protobuf raises several types for corrupt files
-        raise CalibrationError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from exc
+        onnx.checker.check_model(model)
+    except Exception as exc:  # protobuf and the checker raise several types for corrupt files
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise CalibrationError(f"{path} is not a valid ONNX model ({type(exc).__name__}"
+                               + (f": {detail}" if detail else "") + ")") from None
+    if not model.graph.node:
+        raise CalibrationError(f"ONNX model {path} has no nodes; expected the FP32 model the cache was made for")
     data = qdq_model_from_cache(model, cache, warn=warn, **options).SerializeToString()
     if not output.parent.exists() and output.parent.parent.is_dir():
         output.parent.mkdir()  # the output folder appears only once there is something to put in it

@@ -3,7 +3,11 @@
 Subcommands live in their own modules and are imported only when invoked, so
 ``edgeres --help`` works without torch, onnx or TensorRT. Every
 :class:`~edgeres.errors.EdgeresError` becomes one line on stderr and exit
-code 2 (``--debug`` shows the traceback instead).
+code 2 (``--debug`` shows the traceback instead); so do click's own usage
+errors (unknown option, bad value, missing argument), which click would print
+as three lines starting ``Error:``: one form, ``error: ...``, for every error.
+Running out of memory, and an operating-system error on a path the library did not
+check first (a read-only file system, ``/proc``, a full disk), are one line too.
 """
 
 from __future__ import annotations
@@ -76,6 +80,45 @@ class LazyGroup(click.Group):
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
             click.echo(f"error: {interrupted_message(signum, committed_outputs()[written_before:])}", err=True)
             ctx.exit(128 + int(signum))
+        except MemoryError:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo("error: out of memory; lower --batch, --input-size, --calib-size or the data size", err=True)
+            ctx.exit(EXIT_USAGE)
+        except OSError as exc:  # a path the library did not check (read-only file system, /proc, a full disk)
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc} (check the path and its file system; --debug shows where)",
+                       err=True)
+            ctx.exit(EXIT_USAGE)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """click's ``main``, with its usage errors printed as one ``error: ...`` line (exit 2)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `edgeres build` alone: the help text is the answer
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:  # UsageError, BadParameter, NoSuchOption, FileError, ...
+            click.echo(f"error: {usage_line(exc)}", err=True)
+            sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+        except click.Abort:  # click's form of Ctrl-C (or SIGTERM) before or after the command ran
+            click.echo("error: interrupted; no output was written", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_line(exc: click.ClickException) -> str:
+    """One line for a click error: its message (newlines folded) and where to find the usage."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        message = message.rstrip(".") + f"; see `{ctx.command_path} --help`"
+    return message
 
 
 def interrupted_message(signum: int, committed: Sequence[Path]) -> str:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import click
 
-from edgeres.cli._options import arch_option, log
+from edgeres.cli._options import (
+    MAX_AGREEMENT_SAMPLES,
+    MAX_BATCH,
+    MAX_BUFFERS,
+    MAX_DURATION_S,
+    MAX_ITERATIONS,
+    MAX_ROUNDS,
+    MAX_THREADS,
+    MAX_WARMUP_MS,
+    FiniteFloat,
+    arch_option,
+    log,
+)
 
 
 def _batch_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
@@ -16,6 +28,8 @@ def _batch_list(ctx: click.Context, param: click.Parameter, value: str) -> list[
         raise BenchError(f"--batch takes comma-separated integers like 1,8,32, received {value!r}") from None
     if not sizes or any(b < 1 for b in sizes):
         raise BenchError(f"--batch sizes must be integers of at least 1, received {value!r}")
+    if any(b > MAX_BATCH for b in sizes) or len(sizes) > 64:
+        raise BenchError(f"--batch takes at most 64 sizes of at most {MAX_BATCH}, received {value[:60]!r}")
     return sizes
 
 
@@ -34,15 +48,15 @@ def _batch_list(ctx: click.Context, param: click.Parameter, value: str) -> list[
 @click.option("--sync", type=click.Choice(["blocking", "spin"]), default="blocking", show_default=True, help="How the host waits for the GPU.")
 @click.option("--pageable", is_flag=True, help="Pageable host buffers instead of pinned (what a naive app does).")
 @arch_option(omitted="guessed from the keys of a bare weights file (.pth/.safetensors)")
-@click.option("--threads", type=int, default=None, help="CPU intra-op threads (default: the library's).")
+@click.option("--threads", type=click.IntRange(max=MAX_THREADS), default=None, help="CPU intra-op threads (default: the library's).")
 @click.option("--batch", "batch_sizes", default="1", show_default=True, callback=_batch_list, help="Batch size or sweep, e.g. 1,8,32.")
-@click.option("--warmup", "warmup_ms", type=float, default=200.0, show_default=True, help="Warm-up time per side (ms).")
-@click.option("--warmup-iterations", type=int, default=5, show_default=True, help="Warm-up iterations at least.")
-@click.option("--duration", "duration_s", type=float, default=3.0, show_default=True, help="Measured time per side (s).")
-@click.option("--iterations", "min_iters", type=int, default=10, show_default=True, help="Measured iterations per side at least.")
-@click.option("--rounds", type=int, default=10, show_default=True, help="Alternated rounds when comparing with the reference.")
-@click.option("--buffers", type=int, default=4, show_default=True, help="Input batches rotated so caches do not flatter the result.")
-@click.option("--agreement-samples", type=int, default=64, show_default=True, help="Samples on which both sides' outputs are compared.")
+@click.option("--warmup", "warmup_ms", type=FiniteFloat(MAX_WARMUP_MS), default=200.0, show_default=True, help="Warm-up time per side (ms).")
+@click.option("--warmup-iterations", type=click.IntRange(max=MAX_ITERATIONS), default=5, show_default=True, help="Warm-up iterations at least.")
+@click.option("--duration", "duration_s", type=FiniteFloat(MAX_DURATION_S), default=3.0, show_default=True, help="Measured time per side (s).")
+@click.option("--iterations", "min_iters", type=click.IntRange(max=MAX_ITERATIONS), default=10, show_default=True, help="Measured iterations per side at least.")
+@click.option("--rounds", type=click.IntRange(max=MAX_ROUNDS), default=10, show_default=True, help="Alternated rounds when comparing with the reference.")
+@click.option("--buffers", type=click.IntRange(max=MAX_BUFFERS), default=4, show_default=True, help="Input batches rotated so caches do not flatter the result.")
+@click.option("--agreement-samples", type=click.IntRange(max=MAX_AGREEMENT_SAMPLES), default=64, show_default=True, help="Samples on which both sides' outputs are compared.")
 @click.option("--data", default=None, help="Input data: reference:test, or an image folder/.npy/.npz (images and raw uint8 are normalized with ImageNet statistics at the model's input size; float arrays are used as given). Synthetic image-like inputs if omitted.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON (docs/bench_json.md).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a PNG of latency distributions and speedup (needs matplotlib).")

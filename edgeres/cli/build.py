@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeres.cli._options import arch_option, human_bytes, log, weights_option
+from edgeres.cli._options import MAX_BATCH, MAX_CALIB_SIZE, MAX_WORKSPACE_MIB, arch_option, human_bytes, log, weights_option
 
 
 @click.command("build")
@@ -15,12 +15,12 @@ from edgeres.cli._options import arch_option, human_bytes, log, weights_option
               help="Engine precision; the target's default if omitted. best = int8 where fast, else fp16.")
 @click.option("--int8-mode", type=click.Choice(["qdq", "calibrator"]), default=None, help="Explicit Q/DQ or implicit calibrator (target default).")
 @click.option("--calib-data", default=None, help="Calibration images: folder, .npy, .npz[#split] (the reference data if omitted).")
-@click.option("--calib-size", type=click.IntRange(min=1), default=None, help="Calibration samples to use (all, at most 512, if omitted).")
-@click.option("--batch", type=int, default=None, help="Optimization batch (target default).")
-@click.option("--max-batch", type=int, default=None, help="Largest batch the engine accepts (default: --batch).")
-@click.option("--dla-core", type=int, default=None, help="Build for this DLA core (Xavier/Orin), with GPU fallback.")
+@click.option("--calib-size", type=click.IntRange(min=1, max=MAX_CALIB_SIZE), default=None, help="Calibration samples to use (all, at most 512, if omitted).")
+@click.option("--batch", type=click.IntRange(max=MAX_BATCH), default=None, help="Optimization batch (target default).")
+@click.option("--max-batch", type=click.IntRange(max=MAX_BATCH), default=None, help="Largest batch the engine accepts (default: --batch).")
+@click.option("--dla-core", type=click.IntRange(max=15), default=None, help="Build for this DLA core (Xavier/Orin), with GPU fallback.")
 @click.option("--trt-version", default=None, help="TensorRT the bundle's build.sh is for (the installed one, else the target default).")
-@click.option("--workspace", "workspace_mib", type=click.IntRange(min=1), default=None, help="Builder workspace limit in MiB (target default).")
+@click.option("--workspace", "workspace_mib", type=click.IntRange(min=1, max=MAX_WORKSPACE_MIB), default=None, help="Builder workspace limit in MiB (target default).")
 @click.option("--frontend", type=click.Choice(["onnx", "torch-tensorrt"]), default="onnx", show_default=True)
 @click.option("--bundle", "bundle_only", is_flag=True, help="Make a deploy bundle even where an engine could be built.")
 @click.option("--allow-mismatch", is_flag=True, help="Build an engine on a GPU other than the target's.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from edgeres.calibrate.calibrators import CALIBRATORS, DEFAULT_METHOD, DEFAULT_PERCENTILE
-from edgeres.cli._options import arch_option, log, stage, weights_option
+from edgeres.cli._options import MAX_CALIB_SIZE, arch_option, log, stage, weights_option
 from edgeres.tensorrt_version import DEFAULT_TENSORRT
 
 METHODS = tuple(CALIBRATORS)
@@ -17,7 +17,7 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--calib-data", default=None, help="Calibration images: image folder, .npy or .npz (reference:calib by default).")
 @click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True, help="Activation calibrator.")
 @click.option("--percentile", type=float, default=DEFAULT_PERCENTILE, show_default=True, help="For --method percentile.")
-@click.option("--calib-size", type=click.IntRange(min=1), default=None, help="Calibration samples to pick (all if omitted).")
+@click.option("--calib-size", type=click.IntRange(min=1, max=MAX_CALIB_SIZE), default=None, help="Calibration samples to pick (all if omitted).")
 @click.option("--eval-data", default=None, help="Evaluation data for accuracy and the budget (labels needed for --max-accuracy-drop).")
 @click.option("--max-accuracy-drop", type=float, default=None, help="Budget: largest top-1 drop in points.")
 @click.option("--min-agreement", type=float, default=None, help="Budget: smallest FP32/INT8 top-1 agreement in percent.")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from edgeres.cli._options import log
+from edgeres.cli._options import MAX_WORKSPACE_MIB, log
 
 
 @click.command("compile")
 @click.argument("bundle", type=click.Path())
 @click.option("--verify-only", is_flag=True, help="Check every file's sha256 and stop.")
 @click.option("--allow-mismatch", is_flag=True, help="Build even if this GPU is not the bundle's target.")
-@click.option("--workspace", "workspace_mib", type=click.IntRange(min=1), default=None,
+@click.option("--workspace", "workspace_mib", type=click.IntRange(min=1, max=MAX_WORKSPACE_MIB), default=None,
               help="Builder workspace limit in MiB (the bundle's if omitted); lower it after an out-of-memory build.")
 def compile_(bundle: str, verify_only: bool, allow_mismatch: bool, workspace_mib: int | None) -> None:
     """Verify every sha256 in BUNDLE/manifest.json, then compile BUNDLE/model.plan with the local TensorRT."""

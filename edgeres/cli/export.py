@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import click
 
-from edgeres.cli._options import arch_option, human_bytes, input_size_option, log, stage, weights_option
+from edgeres.cli._options import (
+    MAX_BATCH,
+    DEFAULT_OPSET,
+    MAX_OPSET,
+    MIN_OPSET,
+    arch_option,
+    human_bytes,
+    input_size_option,
+    log,
+    stage,
+    weights_option,
+)
 
 
 @click.command("export")
@@ -12,10 +23,11 @@ from edgeres.cli._options import arch_option, human_bytes, input_size_option, lo
 @weights_option()
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random initialization (no --weights) and example input.")
 @click.option("--no-fold", is_flag=True, help="Keep BatchNorm layers (not recommended before INT8).")
-@click.option("--batch", type=click.IntRange(min=1), default=None, help="Fixed batch size (static shape).")
+@click.option("--batch", type=click.IntRange(min=1, max=MAX_BATCH), default=None, help="Fixed batch size (static shape).")
 @click.option("--dynamic-batch", is_flag=True, help="Symbolic batch axis (the default unless --batch is given).")
 @input_size_option()
-@click.option("--opset", type=click.IntRange(min=17), default=17, show_default=True)
+@click.option("--opset", type=click.IntRange(min=MIN_OPSET, max=MAX_OPSET), default=DEFAULT_OPSET, show_default=True,
+              help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}: what torch's exporter writes).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Output .onnx path.")
 def export(arch: str, weights: str | None, seed: int, no_fold: bool, batch: int | None, dynamic_batch: bool,
            input_size: int | None, opset: int, output: str) -> None:

@@ -6,14 +6,14 @@ import json
 
 import click
 
-from edgeres.cli._options import human_bytes, input_size_option, weights_option
+from edgeres.cli._options import MAX_CLASSES, human_bytes, input_size_option, weights_option
 
 
 @click.command("info")
 @click.argument("arch", required=False)
 @input_size_option()
 @click.option("--stride-in", type=click.Choice(["v1.5", "v1"]), default=None, help="Bottleneck stride placement (ImageNet models).")
-@click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Classifier width.")
+@click.option("--num-classes", type=click.IntRange(min=1, max=MAX_CLASSES), default=None, help="Classifier width.")
 @weights_option("random initialization")
 @click.option("--list", "list_archs", is_flag=True, help="List the architectures and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

@@ -92,10 +92,10 @@ def create_model(
             raise ArchitectureError(
                 f"{arch} option {key} must be one of {list(spec.options[key])}, received {value!r}"
             )
-    recipe = recipe_for(arch, num_classes=num_classes, in_channels=in_channels)
-    for name, value in (("num_classes", recipe.num_classes), ("in_channels", recipe.in_channels)):
-        if value < 1:
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if value is not None and value < 1:  # before the recipe, whose own check would say less
             raise ArchitectureError(f"{name} must be at least 1, received {value}")
+    recipe = recipe_for(arch, num_classes=num_classes, in_channels=in_channels)
     model = spec.builder(num_classes=recipe.num_classes, in_channels=recipe.in_channels, **options)
     return model.eval()
 

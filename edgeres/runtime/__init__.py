@@ -81,7 +81,12 @@ def model_path_in_bundle(bundle: str | os.PathLike[str], prefer: str = "auto") -
 
 
 def open_engine(path: str | os.PathLike[str], *, prefer: str = "auto", **kwargs: Any) -> Engine:
-    """An :class:`Engine` for a model file or a deploy-bundle folder (see :func:`model_path_in_bundle`)."""
+    """An :class:`Engine` for a model file or a deploy-bundle folder (see :func:`model_path_in_bundle`).
+
+    A model inside a bundle is checked before it runs: a plan against its sidecar's sha256, an
+    ``.onnx`` against the sha256 its ``manifest.json`` lists (:class:`PlanIntegrityError` on a
+    mismatch); ``verify=False`` (passed on to the backend with the other keyword arguments) skips that.
+    """
     target = Path(path)
     if target.is_dir():
         target = model_path_in_bundle(target, prefer)

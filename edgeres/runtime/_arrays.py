@@ -23,8 +23,10 @@ DL_CUDA_HOST = 3
 DL_CUDA_MANAGED = 13
 _DL_GPU = {DL_CUDA: "cuda", DL_CUDA_MANAGED: "cuda_managed"}
 
-# DLPack dtype codes (DLDataTypeCode) -> numpy kind letter
+# DLPack dtype codes (DLDataTypeCode) -> numpy kind letter, and the bit widths numpy has for each
 _DL_KIND = {0: "i", 1: "u", 2: "f", 6: "b"}
+_DL_BITS = {0: (8, 16, 32, 64), 1: (8, 16, 32, 64), 2: (16, 32, 64), 6: (8,)}
+MAX_NDIM = 32  # numpy's limit (NPY_MAXDIMS) before 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +85,10 @@ def device_array_from_cai(obj: Any) -> DeviceArray:
         dtype = np.dtype(cai["typestr"])
         strides = cai.get("strides")
         strides = None if strides is None else tuple(int(s) for s in strides)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         raise EngineInputError(f"malformed __cuda_array_interface__ on {type(obj).__name__}: {exc}") from exc
+    if not isinstance(cai, dict):
+        raise EngineInputError(f"malformed __cuda_array_interface__ on {type(obj).__name__}: expected a dict")
     if cai.get("mask") is not None:
         raise EngineInputError("masked __cuda_array_interface__ arrays are not supported; received a mask")
     stream = cai.get("stream")
@@ -143,8 +147,17 @@ def dlpack_view(capsule: Any, owner: Any) -> DeviceArray:
     ``owner``/the capsule are dropped; keep the returned object alive while
     the pointer is in use.
     """
-    managed = _DLManagedTensor.from_address(_capsule_pointer(capsule, b"dltensor"))
+    pointer = _capsule_pointer(capsule, b"dltensor")
+    if not pointer:
+        raise EngineInputError("expected a DLPack capsule holding a tensor; received a NULL DLManagedTensor")
+    managed = _DLManagedTensor.from_address(pointer)
     t = managed.dl_tensor
+    if not 0 <= t.ndim <= MAX_NDIM or (t.ndim and not t.shape):
+        raise EngineInputError(f"expected a DLPack tensor of 0..{MAX_NDIM} dimensions with a shape, received ndim "
+                               f"{t.ndim}{' and no shape' if t.ndim > 0 and not t.shape else ''}")
+    if t.dtype.bits not in _DL_BITS.get(t.dtype.code, ()):
+        raise EngineInputError(f"expected a DLPack dtype of 8/16/32/64 bits (bool: 8), received code {t.dtype.code} "
+                               f"with {t.dtype.bits} bits")
     if t.dtype.lanes != 1 or t.dtype.code not in _DL_KIND:
         raise EngineInputError(
             f"expected a DLPack tensor of int/uint/float/bool scalars, received dtype code {t.dtype.code} "
@@ -152,6 +165,8 @@ def dlpack_view(capsule: Any, owner: Any) -> DeviceArray:
         )
     dtype = np.dtype(f"{_DL_KIND[t.dtype.code]}{t.dtype.bits // 8}") if t.dtype.code != 6 else np.dtype(bool)
     shape = tuple(int(t.shape[i]) for i in range(t.ndim))
+    if any(d < 0 for d in shape):
+        raise EngineInputError(f"expected a DLPack tensor of non-negative dimensions, received shape {shape}")
     strides = None if not t.strides else tuple(int(t.strides[i]) * dtype.itemsize for i in range(t.ndim))
     return DeviceArray(
         ptr=int(t.data or 0) + int(t.byte_offset),
@@ -166,11 +181,21 @@ def dlpack_view(capsule: Any, owner: Any) -> DeviceArray:
 
 
 def dlpack_device(obj: Any) -> tuple[int, int] | None:
-    """``obj.__dlpack_device__()`` as ints, or None if ``obj`` speaks no DLPack."""
+    """``obj.__dlpack_device__()`` as ints, or None if ``obj`` speaks no DLPack.
+
+    Raises:
+        EngineInputError: the method does not return a (device type, device id) pair of integers.
+    """
     if not hasattr(obj, "__dlpack__") or not hasattr(obj, "__dlpack_device__"):
         return None
-    dev_type, dev_id = obj.__dlpack_device__()
-    return int(dev_type), int(dev_id)
+    device = obj.__dlpack_device__()
+    if not (isinstance(device, tuple) and len(device) == 2
+            and all(isinstance(x, int) or type(x).__name__.startswith(("int", "uint")) for x in device)):
+        shown = repr(device)[:60]
+        raise EngineInputError(f"{type(obj).__name__}.__dlpack_device__() returned {shown}; expected a "
+                               "(device type, device id) pair of integers")
+    dev_type, dev_id = (int(x) for x in device)
+    return dev_type, dev_id
 
 
 def classify_input(name: str, value: Any, *, consumer_stream: int | None = None) -> np.ndarray | DeviceArray:
@@ -183,6 +208,17 @@ def classify_input(name: str, value: Any, *, consumer_stream: int | None = None)
     """
     if isinstance(value, np.ndarray):
         return value
+    try:
+        return _classify_foreign(name, value, consumer_stream)
+    except EngineInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a foreign object's protocol methods may raise anything
+        raise EngineInputError(f"input {name!r}: reading the {type(value).__name__} failed "
+                               f"({type(exc).__name__}: {str(exc)[:120]}); expected a numpy array or a CPU/CUDA "
+                               "tensor") from exc
+
+
+def _classify_foreign(name: str, value: Any, consumer_stream: int | None) -> np.ndarray | DeviceArray:
     if hasattr(value, "__cuda_array_interface__"):
         return device_array_from_cai(value)
     device = dlpack_device(value)

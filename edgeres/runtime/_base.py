@@ -9,18 +9,17 @@ the same messages for onnxruntime and TensorRT.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from edgeres.bundle_manifest import MANIFEST as MANIFEST_NAME
+from edgeres.bundle_manifest import check_listed_file, runtime_manifest
 from edgeres.recipe import Recipe
 from edgeres.runtime._arrays import DeviceArray, classify_input
-from edgeres.runtime._errors import EngineClosedError, EngineError, EngineInputError
-
-MANIFEST_NAME = "manifest.json"
+from edgeres.runtime._errors import EngineClosedError, EngineError, EngineInputError, PlanIntegrityError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +33,13 @@ class TensorInfo:
     def describe(self, batch_range: str = "N") -> str:
         dims = [batch_range if (i == 0 and d < 0) else ("?" if d < 0 else str(d)) for i, d in enumerate(self.shape)]
         return f"{self.dtype.name} of shape ({', '.join(dims)})"
+
+
+def dtype_text(dtype: np.dtype) -> str:
+    """``"float32"``, or ``"float32 (big-endian)"`` where the byte order is not this machine's."""
+    if dtype.byteorder not in ("=", "|") and dtype.newbyteorder("=") != dtype:
+        return f"{dtype.name} ({'big' if dtype.byteorder == '>' else 'little'}-endian)"
+    return dtype.name
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -143,7 +149,12 @@ class Engine:
             self.infer(feeds)
 
     def sample_shape(self, name: str | None = None, batch: int = 1) -> tuple[int, ...]:
-        """The shape an input must have for ``batch`` samples (first input by default)."""
+        """The shape an input must have for ``batch`` samples (first input by default).
+
+        Raises:
+            EngineClosedError: after :meth:`close` (like every other method).
+        """
+        self._check_open()
         info = self.inputs[0] if name is None else self._input_info(name)
         return self._concrete_shape(info, batch)
 
@@ -258,7 +269,7 @@ class Engine:
     def _check_tensor(self, info: TensorInfo, shape: tuple[int, ...], dtype: np.dtype) -> int:
         """Validate one input; return its batch size."""
         expected = f"{info.describe()} with {self._batch_text()}" if info.shape and info.shape[0] < 0 else info.describe()
-        received = f"{np.dtype(dtype).name} of shape {shape_text(tuple(shape))}"
+        received = f"{dtype_text(np.dtype(dtype))} of shape {shape_text(tuple(shape))}"
         if np.dtype(dtype) != info.dtype:
             raise EngineInputError(
                 f"input {info.name!r}: expected {expected}, received {received} (wrong dtype; cast with "
@@ -307,17 +318,29 @@ def _engine_class_for(path: str | os.PathLike[str] | None) -> type[Engine]:
 
 
 def read_manifest(model_path: Path) -> dict[str, Any]:
-    """The deploy bundle's ``manifest.json`` beside ``model_path``, or {} if there is none."""
-    path = model_path.parent / MANIFEST_NAME
-    if not path.is_file():
+    """What the runtime uses of the deploy bundle's ``manifest.json`` beside ``model_path``, or {} if none.
+
+    Read bounded and typed (:func:`edgeres.bundle_manifest.runtime_manifest`): keys ``min_batch``,
+    ``opt_batch``, ``max_batch`` (ints) and ``recipe`` (a dict), where the manifest has them.
+    """
+    manifest = runtime_manifest(model_path, EngineError)
+    if manifest is None:
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EngineError(f"bundle manifest {path} is not readable JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise EngineError(f"bundle manifest {path}: expected a JSON object, received {type(data).__name__}")
-    return data
+    fields = {"min_batch": manifest.min_batch, "opt_batch": manifest.opt_batch, "max_batch": manifest.max_batch,
+              "recipe": None if manifest.recipe is None else dict(manifest.recipe)}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def verify_against_manifest(model_path: Path) -> None:
+    """Refuse a model file inside a bundle whose sha256 differs from the manifest beside it.
+
+    Raises:
+        PlanIntegrityError: the manifest lists the file with another sha256, or is a bundle
+            manifest that does not list it (a file dropped into the bundle).
+    """
+    manifest = runtime_manifest(model_path, EngineError)
+    if manifest is not None:
+        check_listed_file(manifest, model_path, PlanIntegrityError)
 
 
 def recipe_from(value: Recipe | dict[str, Any] | None) -> Recipe | None:

@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeres.recipe import Recipe
-from edgeres.runtime._base import Engine, TensorInfo, read_manifest, recipe_from
+from edgeres._readers import check_regular_file
+from edgeres.runtime._base import Engine, TensorInfo, read_manifest, recipe_from, verify_against_manifest
 from edgeres.runtime._errors import EngineClosedError, EngineError, EngineInputError, PlanIntegrityError
 
 # onnxruntime type strings -> numpy dtypes (declarative; unlisted types are refused)
@@ -55,9 +56,7 @@ def session_from_path(
     """An ``onnxruntime.InferenceSession`` for ``path``, with load errors turned into EngineError."""
     import onnxruntime as ort
 
-    if not path.is_file():
-        raise EngineError(f"ONNX model {path} does not exist; expected a .onnx file")
-    if path.stat().st_size == 0:
+    if check_regular_file(path, "ONNX model", EngineError).st_size == 0:
         raise PlanIntegrityError(f"ONNX model {path} is empty (0 bytes); expected a serialized ONNX model")
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -109,6 +108,12 @@ class OnnxEngine(Engine):
             ``max_batch`` keys), else the model's batch axis (dynamic: 1..unbounded).
         recipe: preprocessing recipe; default the manifest's ``"recipe"``.
         async_workers: threads behind :meth:`infer_async`.
+        verify: with a bundle's ``manifest.json`` beside the model, check the model's sha256
+            against it first (as a plan is checked against its sidecar); False opens it unchecked.
+
+    Raises:
+        PlanIntegrityError: empty or corrupt model, or (``verify``) one whose sha256 differs from
+            the manifest beside it, or that a bundle manifest does not list.
     """
 
     backend = "onnxruntime"
@@ -124,8 +129,12 @@ class OnnxEngine(Engine):
         max_batch: int | None = None,
         recipe: Recipe | dict[str, Any] | None = None,
         async_workers: int = 2,
+        verify: bool = True,
     ) -> None:
         self.path = Path(path)
+        if verify:
+            check_regular_file(self.path, "ONNX model", EngineError)
+            verify_against_manifest(self.path)
         self._session = session_from_path(self.path, providers, intra_op_threads)
         self.inputs = tuple(tensor_info_from_ort(a) for a in self._session.get_inputs())
         self.outputs = tuple(tensor_info_from_ort(a) for a in self._session.get_outputs())

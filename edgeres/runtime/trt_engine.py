@@ -398,6 +398,8 @@ class TrtEngine(Engine):
         binding: ``"cuda-python"`` or ``"pycuda"``; default: the first that works.
         cuda_graph: replay a captured CUDA graph for host inputs of a repeated shape.
         recipe: preprocessing recipe; default the sidecar's, else the bundle manifest's.
+        verify: check the plan's sha256 against its sidecar (False skips only that check; the
+            TensorRT version and compute capability are always checked).
 
     Raises:
         PlanMismatchError: built for another TensorRT version or compute capability.
@@ -416,13 +418,14 @@ class TrtEngine(Engine):
         binding: str | None = None,
         cuda_graph: bool = False,
         recipe: Recipe | dict[str, Any] | None = None,
+        verify: bool = True,
         _trt: ModuleType | None = None,
         _cuda: CudaApi | None = None,
     ) -> None:
         self.path = Path(path)
         plan = plan_bytes_from_path(self.path)
         self.sidecar = sidecar_or_warning(self.path)
-        if self.sidecar is not None:
+        if self.sidecar is not None and verify:
             check_plan_hash(self.path, plan, self.sidecar)
         trt = _trt if _trt is not None else import_tensorrt()
         self._cuda = _cuda if _cuda is not None else cuda_api(device, binding)

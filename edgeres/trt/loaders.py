@@ -27,6 +27,12 @@ from typing import Any
 from edgeres._tensorrt import DTYPE_NAMES, dtype_key
 from edgeres.errors import BuildError, CalibrationError, TensorRTUnavailableError
 from edgeres.tensorrt_version import contexts_share_profiles, needs_profile_sharing_feature, same_build
+from edgeres.sidecar import (  # noqa: F401 - the stamp lives with the plan sidecar (layer 0); names kept here
+    TIMING_CACHE_FORMAT,
+    read_timing_cache_stamp,
+    timing_cache_stamp_path,
+    timing_cache_version,
+)
 from edgeres.trt.calibrator import (  # noqa: F401 - re-exported: edgeres.trt.loaders.<name> keeps working
     CudaAllocator,
     DeviceAllocator,
@@ -279,14 +285,6 @@ def explain_build_failure(errors: list[str], workspace_bytes: int) -> str:
 # --- timing cache ----------------------------------------------------------------------------
 
 
-TIMING_CACHE_FORMAT = "edgeres-timing-cache/1"
-
-
-def timing_cache_stamp_path(path: str | os.PathLike[str]) -> Path:
-    """``timing.cache`` -> ``timing.cache.json``: the TensorRT version that wrote the cache."""
-    return Path(f"{os.fspath(path)}.json")
-
-
 def timing_cache_bytes(path: str | os.PathLike[str] | None, tensorrt_version: str | None = None) -> bytes | None:
     """The saved timing cache, or None when there is none yet or it is not this TensorRT build's.
 
@@ -303,20 +301,6 @@ def timing_cache_bytes(path: str | os.PathLike[str] | None, tensorrt_version: st
         if recorded is None or same_build(recorded, tensorrt_version) is not True:
             return None
     return Path(path).read_bytes() or None
-
-
-def timing_cache_version(path: str | os.PathLike[str]) -> str | None:
-    """The TensorRT version recorded beside a timing cache, or None (no stamp, or one edgeres cannot read)."""
-    import json
-
-    from edgeres.tensorrt_version import is_version
-
-    try:
-        data = json.loads(timing_cache_stamp_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    version = data.get("tensorrt_version") if isinstance(data, dict) and data.get("format") == TIMING_CACHE_FORMAT else None
-    return version if is_version(version) else None
 
 
 def save_timing_cache(config: Any, path: str | os.PathLike[str], tensorrt_version: str | None = None) -> None:
