@@ -222,6 +222,53 @@ def build_reference(workdir: Path, n_calib: int | None) -> dict:
             "eval": evaluation, "labels": test_ds.labels, "note": f"{len(calib)} calibration / {len(evaluation)} test images"}
 
 
+def build_photo_workload(workdir: Path, arch: str, n_calib: int, n_eval: int, n_bn: int) -> dict:
+    """``arch`` (torchvision layout, random init, BN re-estimated on real photos) as a user would have it.
+
+    Files: ``weights.pt`` (state dict), ``photos/`` (``n_calib`` PNG crops: what ``edgeres calibrate
+    --calib-data`` reads), ``calib.npy`` (the same photos through the arch's recipe: what the peers
+    read, so every tool sees the same pixels), ``model.onnx`` (the front end's export of the same
+    weights: what the peers quantize) and the held-out evaluation crops.
+    """
+    import torch
+    from PIL import Image
+
+    from edgeres.data import load_dataset
+    from edgeres.models import create_model
+    from edgeres.pipeline import export_model, model_from_source
+    from edgeres.recipe import IMAGENET_MEAN, IMAGENET_STD
+
+    folder = workdir / arch
+    folder.mkdir(parents=True, exist_ok=True)
+    crops, n_photos = photo_crops(n_bn + n_calib + n_eval, 224, seed=0)
+    bn, calib, evaluation = crops[:n_bn], crops[n_bn:n_bn + n_calib], crops[n_bn + n_calib:]
+    torch.manual_seed(0)
+    model = create_model(arch)
+    for m in model.modules():  # re-estimate BN statistics on the real crops (cumulative average)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    x = normalize(bn, IMAGENET_MEAN, IMAGENET_STD)
+    with torch.no_grad():
+        for start in range(0, len(x), 16):
+            model(torch.from_numpy(x[start:start + 16]))
+    weights = folder / "weights.pt"
+    torch.save(model.state_dict(), weights)
+    photos = folder / "photos"
+    photos.mkdir(exist_ok=True)
+    for i, img in enumerate(calib):
+        Image.fromarray(img).save(photos / f"{i:04d}.png")
+    recipe = model_from_source(arch, weights).recipe
+    np.save(folder / "calib.npy", load_dataset(photos, recipe).array())
+    export_model(arch, weights, folder / "model.onnx")
+    return {"name": f"{arch} (random init, BN re-estimated on real photos)", "arch": arch, "model": folder / "model.onnx",
+            "weights": weights, "photos": photos, "calib": folder / "calib.npy",
+            "eval": normalize(evaluation, IMAGENET_MEAN, IMAGENET_STD), "labels": None,
+            "note": f"random weights, BN stats from {n_bn} crops; {n_calib} calibration / {n_eval} held-out crops "
+                    f"of {n_photos} shipped photos (scikit-image + scikit-learn)"}
+
+
 # ---------------------------------------------------------------- measurement
 
 def logits(model_path: Path, images: np.ndarray, batch: int = 32) -> np.ndarray:

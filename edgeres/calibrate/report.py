@@ -95,18 +95,21 @@ def layer_rows(
     sqnr_db: Mapping[str, float],
     *,
     excluded: Collection[str],
+    isolated_db: Mapping[str, float | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (name, op type) Conv/Gemm layer: MACs, output SQNR, and the precision it runs at."""
-    return [
-        {
-            "name": name,
-            "op": op,
-            "macs": macs.get(name, 0),
-            "sqnr_db": sqnr_db[name],
-            "precision": "fp16/fp32" if name in excluded else "int8",
-        }
-        for name, op in layers
-    ]
+    """One row per (name, op type) Conv/Gemm layer: MACs, output SQNR, and the precision it runs at.
+
+    ``sqnr_db`` is accumulated (the INT8 model, errors of earlier layers included);
+    ``isolated_sqnr_db`` (when given) has only that layer quantized, its inputs FP32.
+    """
+    rows = []
+    for name, op in layers:
+        row = {"name": name, "op": op, "macs": macs.get(name, 0), "sqnr_db": sqnr_db[name]}
+        if isolated_db is not None:
+            row["isolated_sqnr_db"] = isolated_db.get(name)
+        row["precision"] = "fp16/fp32" if name in excluded else "int8"
+        rows.append(row)
+    return rows
 
 
 def json_safe(value: Any) -> Any:
