@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from edgeres._progress import PhaseProgress
     from edgeres.calibrate.api import CalibrationResult
     from edgeres.export import ExportReport
 
@@ -245,8 +246,10 @@ def calibrate_model(
     max_accuracy_drop: float | None = None,
     min_agreement: float | None = None,
     batch_size: int = 32,
-    progress: bool = True,
+    progress: "bool | PhaseProgress" = True,
     quantize_classifier: bool = False,
+    eval_size: int | str | None = None,
+    check_source: str | None = None,
 ) -> "CalibrationResult":
     """Front end (``arch`` + ``weights``, or the reference model) -> ``out_dir/model.onnx`` -> :func:`calibrate`.
 
@@ -254,10 +257,14 @@ def calibrate_model(
     (``reference:calib`` / ``reference:test`` as default data). The calibration
     options are :func:`edgeres.calibrate.calibrate`'s, passed on as given;
     ``model.onnx`` joins the other outputs only once calibration succeeded.
+    ``check_source``: deployment-camera images for :func:`calibrate`'s ``check_dataset``.
+    Warnings of the front end (random weights, class folders that do not match the model's
+    classes) go into the report's ``warnings``; the phases' times into its ``timing``.
     """
     import shutil
     import tempfile
 
+    from edgeres._progress import as_progress
     from edgeres.calibrate.api import _check_out_dir, calibrate, check_options
     from edgeres.data import load_dataset
 
@@ -272,17 +279,40 @@ def calibrate_model(
         eval_source = eval_source or (None if calib_source != "reference:calib" else "reference:test")
     if calib_source is None:
         raise DataError("--calib-data is required with --arch (an image folder, .npy or .npz)")
-    made = front_end(arch, weights, seed=seed)
-    dataset = load_dataset(calib_source, made.recipe, size=calib_size, seed=seed)
-    eval_dataset = load_dataset(eval_source, made.recipe) if eval_source else None
-    staging = Path(tempfile.mkdtemp(prefix=".edgeres-calib-", dir=out_dir.parent if str(out_dir.parent) else "."))
-    try:
-        model_path = staging / "model.onnx"
-        onnx_from_folded(made.folded, model_path, made.example)
-        result = calibrate(model_path, dataset, out_dir, method=method, percentile=percentile, trt_version=trt_version,
-                           eval_dataset=eval_dataset, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
-                           batch_size=batch_size, progress=progress, quantize_classifier=quantize_classifier)
-        os.replace(model_path, out_dir / "model.onnx")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    shown = as_progress(progress)
+    with shown:
+        with shown.phase("model (fold)", None, unit="steps"):
+            made = front_end(arch, weights, seed=seed)
+        with shown.phase("data loading", calib_size, unit="images") as advance:
+            dataset = load_dataset(calib_source, made.recipe, size=calib_size, seed=seed, progress=advance)
+            eval_dataset = load_dataset(eval_source, made.recipe, progress=advance) if eval_source else None
+            check_dataset = load_dataset(check_source, made.recipe, progress=advance) if check_source else None
+        warnings = front_end_warnings(made.loaded, [d for d in (dataset, eval_dataset) if d is not None])
+        staging = Path(tempfile.mkdtemp(prefix=".edgeres-calib-", dir=out_dir.parent if str(out_dir.parent) else "."))
+        try:
+            model_path = staging / "model.onnx"
+            with shown.phase("export ONNX", None, unit="steps"):
+                onnx_from_folded(made.folded, model_path, made.example)
+            result = calibrate(model_path, dataset, out_dir, method=method, percentile=percentile, trt_version=trt_version,
+                               eval_dataset=eval_dataset, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
+                               batch_size=batch_size, progress=shown, quantize_classifier=quantize_classifier,
+                               eval_size=eval_size, check_dataset=check_dataset, warnings=warnings,
+                               phase_times={f"{k}_s": v for k, v in shown.times.items()})
+            os.replace(model_path, out_dir / "model.onnx")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return result
+
+
+def front_end_warnings(loaded: ModelSource, datasets: list[Any]) -> list[str]:
+    """Warnings about the model and data the front end found: random weights, class folders vs classes."""
+    out = []
+    if loaded.source.get("arch") != "reference" and loaded.source.get("weights") is None:
+        out.append(f"{loaded.source.get('arch')} has random weights (no --weights); fine for a dry run, not for deployment")
+    classes = loaded.recipe.num_classes
+    for data in datasets:
+        found = getattr(data, "classes", None)
+        if found is not None and classes is not None and len(found) != classes:
+            out.append(f"{data.source} has {len(found)} class folders but the model has {classes} classes: "
+                       "labels (folder order) will not match the model's outputs")
+    return out

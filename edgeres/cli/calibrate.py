@@ -31,11 +31,17 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="FP32 ONNX model for --from-cache.")
 @click.option("--quantize-classifier", is_flag=True,
               help="Quantize the final Gemm too (left at higher precision by default, as ModelOpt does).")
+@click.option("--eval-size", default=None, metavar="N|all",
+              help="Evaluation samples (default: the first 64 calibration samples without --eval-data, all of --eval-data).")
+@click.option("--check-data", default=None, metavar="DIR",
+              help="Images from the deployment camera: saturation under the calibrated ranges vs the calibration set's.")
 def calibrate(arch: str | None, weights: str | None, calib_data: str | None, method: str, percentile: float,
               calib_size: int | None, eval_data: str | None, max_accuracy_drop: float | None,
               min_agreement: float | None, trt_version: str, batch_size: int, seed: int, out_dir: str, quiet: bool,
-              from_cache: str | None, onnx_path: str | None, quantize_classifier: bool) -> None:
+              from_cache: str | None, onnx_path: str | None, quantize_classifier: bool, eval_size: str | None,
+              check_data: str | None) -> None:
     """Calibrate a model for INT8; with no arguments, the shipped reference model and data."""
+    import shutil
     from pathlib import Path
 
     from edgeres.pipeline import calibrate_model
@@ -51,16 +57,27 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
         click.echo(f"wrote {path} from {from_cache}")
         return
 
+    from edgeres._progress import PhaseProgress, progress_mode
+    from edgeres.calibrate.report import format_summary
+
+    size: int | str | None = eval_size
+    if eval_size is not None and eval_size != "all":
+        if not eval_size.isdigit() or int(eval_size) < 1:
+            raise CalibrationError(f"--eval-size takes a positive number of samples or 'all', received {eval_size!r}")
+        size = int(eval_size)
     what = "the reference model" if arch is None and weights is None else arch
     with stage(f"calibrate {what} ({method})"):
         result = calibrate_model(
             arch, weights, calib_data, out_dir, calib_size=calib_size, eval_source=eval_data, seed=seed,
             method=method, percentile=percentile, trt_version=trt_version, max_accuracy_drop=max_accuracy_drop,
-            min_agreement=min_agreement, batch_size=batch_size, progress=not quiet,
-            quantize_classifier=quantize_classifier,
+            min_agreement=min_agreement, batch_size=batch_size, progress=PhaseProgress(progress_mode(quiet)),
+            quantize_classifier=quantize_classifier, eval_size=size, check_source=check_data,
         )
+    width = shutil.get_terminal_size((100, 24)).columns
     if not quiet:
-        click.echo(result.table)
+        click.echo(format_summary(result.report, width=width))
+    for line in result.report.get("warnings", []):
+        log(f"warning: {line}")
     click.echo(f"wrote {', '.join(str(p) for p in result.qdq_paths.values())}, {result.cache_path}, {result.report_path}, {result.ort_qdq_path}")
     budget = result.report.get("budget")
     if budget and not budget["met"]:
