@@ -369,16 +369,16 @@ def run_edgeres_command(w: dict, out: Path, method: str) -> dict:
     return {"ok": True, "calib_s": wall, "command_s": wall}
 
 
-def bench_whole(w: dict, workdir: Path, rounds: int) -> dict:
+def bench_whole(w: dict, workdir: Path, rounds: int, methods: list[tuple[str, str]] = WHOLE_METHODS) -> dict:
     """Whole-command times, alternated round by round (order reversed every other round), median of ``rounds``."""
     from edgeres.evaluate import compare_logits
 
     ref_logits = logits(w["model"], w["eval"])
     modelopt_ok = Path(MODELOPT_PYTHON).exists()
-    times: dict[str, list[float]] = {f"{t}:{m}": [] for t, m in WHOLE_METHODS}
+    times: dict[str, list[float]] = {f"{t}:{m}": [] for t, m in methods}
     outputs: dict[str, Path] = {}
     errors: dict[str, str] = {}
-    order = list(WHOLE_METHODS)
+    order = list(methods)
     for r in range(rounds):
         for tool, method in (order if r % 2 == 0 else order[::-1]):
             label = f"{tool}:{method}"
@@ -515,6 +515,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--whole", nargs="*", default=None, metavar="ARCH",
                         help="issue 13: whole-command comparison on these archs (default resnet18 resnet50), 256 photos")
     parser.add_argument("--calib", type=int, default=256, help="--whole: calibration photos")
+    parser.add_argument("--whole-methods", default=None,
+                        help="--whole: comma-separated tool:method subset (default all), e.g. edgeres-cli:entropy,onnxruntime:entropy")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -539,7 +541,8 @@ def main(argv: list[str] | None = None) -> None:
             w = build_photo_workload(workdir, arch, args.calib, args.r50_eval, args.r50_bn)
             w["n_calib"] = args.calib
             print(f"- {w['name']}", file=sys.stderr)
-            result = bench_whole(w, workdir, args.rounds)
+            chosen = [m for m in WHOLE_METHODS if args.whole_methods is None or f"{m[0]}:{m[1]}" in args.whole_methods.split(",")]
+            result = bench_whole(w, workdir, args.rounds, chosen)
             result["targets"] = whole_targets(result)
             print_whole(result)
             for line in result["targets"]:

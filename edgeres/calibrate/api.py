@@ -59,7 +59,7 @@ REPORT_NAME = "calib_report.json"
 RANK_SAMPLES = 256  # evaluation samples used to rank layer sensitivity for the budget
 # Evaluation on the calibration data (no --eval-data) uses its first EVAL_SAMPLES samples (kept from the
 # statistics pass, so never decoded twice); explicit evaluation data is used whole. ``eval_size`` overrides.
-EVAL_SAMPLES = 32
+EVAL_SAMPLES = 16
 # TensorRT Developer Guide, "INT8 Calibration": "approximately 500 images are sufficient for calibrating
 # ImageNet classification networks" (docs.nvidia.com/deeplearning/tensorrt/developer-guide, Working with INT8).
 RECOMMENDED_CALIBRATION_SAMPLES = 500

@@ -32,7 +32,7 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--quantize-classifier", is_flag=True,
               help="Quantize the final Gemm too (left at higher precision by default, as ModelOpt does).")
 @click.option("--eval-size", default=None, metavar="N|all",
-              help="Evaluation samples (default: the first 32 calibration samples without --eval-data, all of --eval-data).")
+              help="Evaluation samples (default: the first 16 calibration samples without --eval-data, all of --eval-data).")
 @click.option("--check-data", default=None, metavar="DIR",
               help="Images from the deployment camera: saturation under the calibrated ranges vs the calibration set's.")
 def calibrate(arch: str | None, weights: str | None, calib_data: str | None, method: str, percentile: float,
