@@ -20,7 +20,6 @@ memory and written atomically at the end: a failure leaves none of them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -84,22 +83,6 @@ class CalibrationResult:
     def table(self) -> str:
         """The printed summary table."""
         return format_table(self.report)
-
-
-@contextlib.contextmanager
-def _progress_bar(total: int, enabled: bool, label: str) -> Iterator[Callable[[int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def _check_out_dir(out_dir: Path) -> Path:

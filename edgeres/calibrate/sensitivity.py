@@ -27,6 +27,7 @@ from edgeres.calibrate.qdq import weight_qdq, weighted_nodes
 
 INT8_PREFIX = "int8/"
 TWIN_PREFIX = "twin/"
+ISOLATED_DECIMALS = 2  # isolated SQNR is reported to 0.01 dB (see LayerSums.sqnr_db)
 
 
 def _reduce_sum_square(inp: str, out: str, opset: int) -> list[Any]:
@@ -143,7 +144,10 @@ class LayerSums:
         if noise_name not in self.values:
             return None
         n, s = math.fsum(self.values[noise_name]), math.fsum(self.values[f"sens/{layer}/signal"])
-        return float("inf") if n == 0 else (10 * math.log10(s / n) if s > 0 else float("-inf"))
+        value = float("inf") if n == 0 else (10 * math.log10(s / n) if s > 0 else float("-inf"))
+        # isolated twins may run as onnxruntime's fused INT8 kernels, whose float rescale can differ in the
+        # last bits with the batch size: 0.01 dB keeps the report independent of the batching
+        return round(value, ISOLATED_DECIMALS) if kind == "isolated" and math.isfinite(value) else value
 
 
 def worst_isolated(isolated: Mapping[str, float | None], count: int = 5) -> list[tuple[str, float]]:
