@@ -149,7 +149,14 @@ def test_progress_lines_one_per_phase() -> None:
             advance(2)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].startswith("phase statistics: 4 samples in"), lines
-    assert PhaseProgress("rich", io.StringIO()).mode == "rich", "rich mode accepted"
+    rich_stream = io.StringIO()
+    with PhaseProgress("rich", rich_stream) as shown:
+        with shown.phase("statistics", 4) as advance:
+            advance(4)
+        with shown.phase("export ONNX"):
+            pass
+    text = rich_stream.getvalue()
+    assert "statistics" in text and "export ONNX" in text and "ETA" in text, f"one rich display with every phase: {text!r}"
 
 
 def test_cli_non_tty_prints_one_line_per_phase_and_fits_width(tmp_path) -> None:

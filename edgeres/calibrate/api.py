@@ -522,7 +522,7 @@ def int8_evaluation_from_thresholds(model: Any, thresholds: Thresholds, evaluato
 
 def budget_search_from_evaluation(
     model: Any, thresholds: Thresholds, evaluator: _Evaluator, budget: Budget, first: Int8Evaluation,
-    quantize_classifier: bool = False,
+    quantize_classifier: bool = False, advance: Callable[[int], None] | None = None,
 ) -> tuple[Int8Evaluation, BudgetOutcome | None]:
     """Leave the most sensitive layers unquantized until ``budget`` holds (see :mod:`edgeres.calibrate.budget`).
 
@@ -534,6 +534,8 @@ def budget_search_from_evaluation(
     if budget.met(first.metrics):
         return first, BudgetOutcome(excluded=(), met=True)
     def quantized(exclude: Any) -> Any:
+        if advance is not None:
+            advance(1)  # one candidate model evaluated
         return qdq_model(model, thresholds.scales, exclude=exclude, quantize_classifier=quantize_classifier)
 
     limit = min(RANK_SAMPLES, len(evaluator.reference))
@@ -745,9 +747,9 @@ def calibrate(
 
         first = Int8Evaluation(first_qdq, compare_logits(joint.reference, joint.int8_logits, data.labels))
         clock.lap("evaluation_s")
-        with shown.phase("budget search", None, unit="steps"):
+        with shown.phase("budget search", None, unit="models") as advance:
             int8, outcome = budget_search_from_evaluation(model, thresholds, evaluator, options.budget, first,
-                                                          options.quantize_classifier)
+                                                          options.quantize_classifier, advance)
             layer_sqnr = joint.layer_sqnr
             if int8.excluded:  # accumulated figures of the final model (isolated ones do not change)
                 layer_sqnr = joint_evaluation_from_qdq(model, int8.qdq, thresholds.scales, data, options.batch_size,
