@@ -59,8 +59,10 @@ RANK_SAMPLES = 256  # evaluation samples used to rank layer sensitivity for the 
 # Evaluation on the calibration data (no --eval-data) uses its first EVAL_SAMPLES samples (kept from the
 # statistics pass, so never decoded twice); explicit evaluation data is used whole. ``eval_size`` overrides.
 EVAL_SAMPLES = 16
-# TensorRT Developer Guide, "INT8 Calibration": "approximately 500 images are sufficient for calibrating
-# ImageNet classification networks" (docs.nvidia.com/deeplearning/tensorrt/developer-guide, Working with INT8).
+# NVIDIA's TensorRT INT8 calibration guidance: about 500 images suffice for ImageNet classification networks
+# (TensorRT Developer Guide, "Working with INT8" / INT8 calibration; restated with that attribution in
+# MathWorks GPU Coder's coder.TensorRTConfig docs, uk.mathworks.com/help/gpucoder/ref/numberofcalibrationbatches.html).
+# Not re-verified against a specific Developer Guide revision here.
 RECOMMENDED_CALIBRATION_SAMPLES = 500
 STABLE_REL_CHANGE = 0.05  # ranges that move less than 5% when the set is halved: more images would not help
 CHECK_DATA_FACTOR = 2.0  # --check-data saturation this many times the calibration set's (and 0.1 points above) warns

@@ -25,7 +25,7 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration sample pick, the random initialization (no --weights) and example input.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="calib_out", show_default=True, help="Output folder.")
-@click.option("--quiet", is_flag=True, help="No progress bar and no table.")
+@click.option("--quiet", is_flag=True, help="One line per phase instead of the progress display, and no table.")
 @click.option("--from-cache", type=click.Path(dir_okay=False), default=None,
               help="Migrate: build OUT/model.qdq.onnx from this TensorRT calibration cache and --onnx (no calibration).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="FP32 ONNX model for --from-cache.")
