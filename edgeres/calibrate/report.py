@@ -148,8 +148,8 @@ def format_table(report: Mapping[str, Any], max_rows: int = 200, width: int = 10
     """
     width = max(int(width), 40)
     wide = width >= 60
-    fixed = 10 + 11 + 9 + 3 if wide else 9 + 1
-    name_w = max(16, width - fixed - 1)
+    fixed = (11 + 12 + 10) if wide else (11 + 6)
+    name_w = max(16, width - fixed)
     lines = ["tensors in the Q/DQ model (amax: clipping range; scale = amax/127; sat %: share of values clipped)"]
     lines.append(f"{'tensor':<{name_w}} {'amax':>10}" + (f" {'scale':>11} {'sat %':>9}" if wide else " sat %"))
     for t in report["tensors"][:max_rows]:
@@ -161,7 +161,8 @@ def format_table(report: Mapping[str, Any], max_rows: int = 200, width: int = 10
     lines.append("")
     has_iso = any("isolated_sqnr_db" in layer for layer in report["layers"])
     lines.append("layers (SQNR dB of the layer output: 'in model' with every layer quantized, 'alone' with only this one)")
-    name_w = max(16, width - (12 + 9 + (9 if has_iso else 0) + 10 if wide else 9 + 9 + 2) - 1)
+    fixed = (13 + 10 + (10 if has_iso else 0) + 11) if wide else (10 + (10 if has_iso else 0))
+    name_w = max(16, width - fixed)
     head = f"{'layer':<{name_w}}" + (f" {'MACs':>12}" if wide else "") + f" {'in model':>9}"
     head += f" {'alone':>9}" if has_iso else ""
     lines.append(head + ("  precision" if wide else ""))
