@@ -34,8 +34,9 @@ Image files that cannot be decoded are skipped and listed in
 ``Dataset.skipped`` (path, reason); when ``size`` is given, files are decoded
 in permutation order until ``size`` readable ones are found, so only files
 that were examined can be reported. Each chosen image is fully decoded once
-when the dataset is loaded (to find corrupt files up front) and again, batch
-by batch, by :meth:`Dataset.batches`.
+when the dataset is loaded (to find corrupt files up front; two threads) and again, batch
+by batch, by :meth:`Dataset.batches` (the next batch in a worker thread while the
+caller works on the current one).
 """
 
 from __future__ import annotations

@@ -10,12 +10,21 @@ memory and written atomically at the end: a failure leaves none of them.
 :func:`calibrate` runs these steps, each a function named for what it makes from what:
 
 1. :func:`options_from_arguments`, :func:`quantizable_onnx`: checks, before any work;
-2. :func:`statistics_from_dataset`: one streaming pass, a histogram per activation;
+2. :func:`statistics_from_dataset`: one streaming pass, a histogram per activation (and one per half
+   of the samples, merged exactly into the whole), keeping the first evaluation samples decoded;
 3. :func:`thresholds_from_statistics`: the calibrator's amax and the INT8 scales;
-4. :func:`fp32_reference_from_data`, :func:`int8_evaluation_from_thresholds`: INT8 vs FP32 logits;
+   :func:`stability_from_statistics`: how far the ranges move on either half of the set;
+4. :func:`joint_evaluation_from_qdq`: one onnxruntime session over the evaluation samples gives FP32 and
+   INT8 logits and every layer's accumulated and isolated SQNR (:mod:`edgeres.calibrate.sensitivity`);
+   evaluation runs on the first :data:`EVAL_SAMPLES` calibration samples unless evaluation data or
+   ``eval_size`` is given (the report's ``evaluation`` says which);
 5. :func:`budget_search_from_evaluation`: layers left unquantized until the accuracy budget holds;
-6. :func:`layer_sqnr_from_qdq`, :func:`report_from_steps`: per-layer errors and the report;
+6. :func:`saturation_check_from_data` (``check_dataset``), :func:`calibration_warnings`,
+   :func:`report_from_steps`: deployment-data check, warnings and the report;
 7. :func:`artifacts_from_evaluation`, :func:`write_outputs`: serialized outputs, then the only writes.
+
+The older steps (:func:`fp32_reference_from_data`, :func:`int8_evaluation_from_thresholds`,
+:func:`layer_sqnr_from_qdq`: a full FP32 run, an INT8 run and a per-layer run) stay for callers.
 """
 
 from __future__ import annotations
@@ -701,7 +710,8 @@ def calibrate(
         max_accuracy_drop: budget in top-1 points (needs labelled ``eval_dataset``).
         min_agreement: budget in percent of FP32/INT8 top-1 agreement (needs ``eval_dataset``).
         batch_size: samples per inference call; results do not depend on it.
-        progress: show a progress bar on stderr while collecting statistics.
+        progress: True: progress of every phase on stderr (a rich display on a terminal, else one line
+            per phase); False: none; or a :class:`edgeres._progress.PhaseProgress` to share with the caller.
         timing: record the steps' wall times under the report's ``timing`` key;
             False leaves the key out, so the same inputs give byte-identical outputs.
         qdq_forms: weight forms of the Q/DQ model to write: ``"int8"`` (``model.qdq.onnx``, always
