@@ -37,8 +37,9 @@ Image files that cannot be decoded are skipped and listed in
 ``Dataset.skipped`` (path, reason); when ``size`` is given, files are decoded
 in permutation order until ``size`` readable ones are found, so only files
 that were examined can be reported. Each chosen image is fully decoded once
-when the dataset is loaded (to find corrupt files up front) and again, batch
-by batch, by :meth:`Dataset.batches`.
+when the dataset is loaded (to find corrupt files up front; two threads) and again, batch
+by batch, by :meth:`Dataset.batches` (the next batch in a worker thread while the
+caller works on the current one).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ IMAGE_KEYS = ("images", "x")
 LABEL_KEYS = ("labels", "y")
 REFERENCE_PREFIX = "reference:"
 _NAN_SCAN_SAMPLES = 256  # samples per chunk when scanning arrays for NaN/Inf
+_CHECK_THREADS = 2  # threads decoding images when a folder is loaded (the CI machine's cores)
 
 Reader = Callable[[np.ndarray], np.ndarray]  # positions in the chosen list -> float32 NCHW
 
@@ -115,11 +117,22 @@ class Dataset:
         """
         if int(batch_size) < 1:
             raise DataError(f"batch size must be at least 1, received {batch_size}")
-        for start in range(0, len(self), int(batch_size)):
+        from concurrent.futures import ThreadPoolExecutor
+
+        def read(start: int) -> tuple[np.ndarray, np.ndarray | None]:
             positions = np.arange(start, min(start + int(batch_size), len(self)))
             images = np.ascontiguousarray(self._reader(positions), dtype=np.float32)
-            labels = None if self.labels is None else self.labels[positions]
-            yield images, labels
+            return images, None if self.labels is None else self.labels[positions]
+
+        # batch k+1 is decoded in a worker thread while the consumer (onnxruntime) works on batch k;
+        # Pillow and onnxruntime release the GIL, and batches still come in order
+        starts = list(range(0, len(self), int(batch_size)))
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            pending = worker.submit(read, starts[0]) if starts else None
+            for k in range(len(starts)):
+                batch = pending.result()
+                pending = worker.submit(read, starts[k + 1]) if k + 1 < len(starts) else None
+                yield batch
 
     def array(self, batch_size: int = 256) -> np.ndarray:
         """All samples as one float32 NCHW array (for small sets)."""
@@ -145,6 +158,7 @@ def load_dataset(
     size: int | None = None,
     seed: int = 0,
     require_labels: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> Dataset:
     """Load a calibration/evaluation dataset (see the module docstring for sources).
 
@@ -154,6 +168,7 @@ def load_dataset(
         size: number of samples to pick (all if None).
         seed: seed of the pick; irrelevant when ``size`` is None.
         require_labels: raise unless the source has labels.
+        progress: called with the number of image files checked so far, batch by batch (image folders).
 
     Raises:
         DataError: missing or empty source, no readable image, ``size`` larger than
@@ -166,7 +181,8 @@ def load_dataset(
         split = text[len(REFERENCE_PREFIX):]
         text_source = f"{reference.reference_data_path()}#{reference.check_split(split)}"
         dataset = load_dataset(
-            text_source, recipe or reference.reference_recipe(), size=size, seed=seed, require_labels=require_labels
+            text_source, recipe or reference.reference_recipe(), size=size, seed=seed, require_labels=require_labels,
+            progress=progress,
         )
         dataset.source = text
         return dataset
@@ -176,7 +192,7 @@ def load_dataset(
     if not path.exists():
         raise DataError(f"data source {path} does not exist (expected an image folder, a .npy or a .npz file)")
     if path.is_dir():
-        dataset = _folder_dataset(path, recipe, size, seed)
+        dataset = _folder_dataset(path, recipe, size, seed, progress)
     elif path.suffix.lower() == ".npy":
         dataset = _array_dataset(_open_npy(path), None, text, recipe, size, seed)
     elif path.suffix.lower() == ".npz":
@@ -241,7 +257,8 @@ def find_images(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _folder_dataset(root: Path, recipe: Recipe, size: int | None, seed: int) -> Dataset:
+def _folder_dataset(root: Path, recipe: Recipe, size: int | None, seed: int,
+                    progress: Callable[[int], None] | None = None) -> Dataset:
     paths = find_images(root)
     if not paths:
         raise DataError(
@@ -254,16 +271,32 @@ def _folder_dataset(root: Path, recipe: Recipe, size: int | None, seed: int) -> 
     chosen: list[int] = []
     digests: dict[int, str] = {}
     skipped: list[tuple[str, str]] = []
-    for index in choose(len(paths), size, seed):
-        index = int(index)
+    order = [int(i) for i in choose(len(paths), size, seed)]
+
+    def check(index: int) -> tuple[int, str | None, str | None]:
         try:
-            digests[index] = _check_image(paths[index])
+            return index, _check_image(paths[index]), None
         except Exception as exc:  # any decoder failure means: skip this file
-            skipped.append((str(paths[index]), f"{type(exc).__name__}: {exc}".strip()))
-            continue
-        chosen.append(index)
-        if size is not None and len(chosen) == size:
-            break
+            return index, None, f"{type(exc).__name__}: {exc}".strip()
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    # decoded on two threads (Pillow releases the GIL), in rounds of the still missing count, so only
+    # files up to the size-th readable one (in permutation order) are examined, as before
+    with ThreadPoolExecutor(max_workers=_CHECK_THREADS) as pool:
+        position = 0
+        while position < len(order) and (size is None or len(chosen) < size):
+            want = len(order) - position if size is None else size - len(chosen)
+            batch = order[position:position + want]
+            position += len(batch)
+            for index, digest, error in pool.map(check, batch):
+                if progress is not None:
+                    progress(1)
+                if error is not None:
+                    skipped.append((str(paths[index]), error))
+                    continue
+                digests[index] = digest
+                chosen.append(index)
     if not chosen:
         raise DataError(
             f"image folder {root} has no readable image: all {len(skipped)} failed to decode "

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from edgeres._progress import PhaseProgress
     from edgeres.calibrate.api import CalibrationResult
     from edgeres.export import ExportReport
 
@@ -246,9 +247,11 @@ def calibrate_model(
     max_accuracy_drop: float | None = None,
     min_agreement: float | None = None,
     batch_size: int = 32,
-    progress: bool = True,
+    progress: "bool | PhaseProgress" = True,
     quantize_classifier: bool = False,
     force: bool = False,
+    eval_size: int | str | None = None,
+    check_source: str | None = None,
 ) -> "CalibrationResult":
     """Front end (``arch`` + ``weights``, or the reference model) -> ``out_dir/model.onnx`` -> :func:`calibrate`.
 
@@ -258,17 +261,21 @@ def calibrate_model(
     ``out_dir`` is one output folder (:func:`edgeres._io.output_dir`): staged
     whole and renamed into place once calibration succeeded, replacing only an
     earlier ``edgeres calibrate`` output (or any folder with ``force``), never
-    one that holds an input.
+    one that holds an input. ``check_source``: deployment-camera images for
+    :func:`calibrate`'s ``check_dataset``. Warnings of the front end (random weights,
+    class folders that do not match the model's classes) go into the report's
+    ``warnings``; the phases' times into its ``timing``.
     """
-    from edgeres._io import check_output_folder, output_dir
     from edgeres._interrupt import checkpoint
+    from edgeres._io import check_output_folder, output_dir
+    from edgeres._progress import as_progress
     from edgeres.calibrate.api import calibrate, check_options
     from edgeres.data import load_dataset
 
     reference = uses_reference(arch, weights)
     if weights is not None and arch is None:
         raise CalibrationError("--weights needs --arch (the architecture the weights belong to)")
-    inputs = calibration_inputs(weights, calib_source, eval_source)
+    inputs = calibration_inputs(weights, calib_source, eval_source, check_source)
     out_dir = check_output_folder(out_dir, "calibrate", inputs=inputs, force=force)
     check_options(method, percentile, trt_version, max_accuracy_drop, min_agreement,
                   eval_source is not None or (reference and calib_source in (None, "reference:calib")), batch_size)
@@ -277,26 +284,35 @@ def calibrate_model(
         eval_source = eval_source or (None if calib_source != "reference:calib" else "reference:test")
     if calib_source is None:
         raise DataError("--calib-data is required with --arch (an image folder, .npy or .npz)")
-    made = front_end(arch, weights, seed=seed)
-    checkpoint("calibrate:front_end")
-    dataset = load_dataset(calib_source, made.recipe, size=calib_size, seed=seed)
-    eval_dataset = load_dataset(eval_source, made.recipe) if eval_source else None
-    with output_dir(out_dir, "calibrate", inputs=inputs, force=force) as staging:
-        model_path = staging / "model.onnx"
-        onnx_from_folded(made.folded, model_path, made.example)
-        checkpoint("calibrate:model_onnx")
-        result = calibrate(model_path, dataset, staging, method=method, percentile=percentile, trt_version=trt_version,
-                           eval_dataset=eval_dataset, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
-                           batch_size=batch_size, progress=progress, quantize_classifier=quantize_classifier)
+    shown = as_progress(progress)
+    with shown:
+        with shown.phase("model (fold)", None, unit="steps"):
+            made = front_end(arch, weights, seed=seed)
+        checkpoint("calibrate:front_end")
+        with shown.phase("data loading", calib_size, unit="images") as advance:
+            dataset = load_dataset(calib_source, made.recipe, size=calib_size, seed=seed, progress=advance)
+            eval_dataset = load_dataset(eval_source, made.recipe, progress=advance) if eval_source else None
+            check_dataset = load_dataset(check_source, made.recipe, progress=advance) if check_source else None
+        warnings = front_end_warnings(made.loaded, [d for d in (dataset, eval_dataset) if d is not None])
+        with output_dir(out_dir, "calibrate", inputs=inputs, force=force) as staging:
+            model_path = staging / "model.onnx"
+            with shown.phase("export ONNX", None, unit="steps"):
+                onnx_from_folded(made.folded, model_path, made.example)
+            checkpoint("calibrate:model_onnx")
+            result = calibrate(model_path, dataset, staging, method=method, percentile=percentile, trt_version=trt_version,
+                               eval_dataset=eval_dataset, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
+                               batch_size=batch_size, progress=shown, quantize_classifier=quantize_classifier,
+                               eval_size=eval_size, check_dataset=check_dataset, warnings=warnings,
+                               phase_times={f"{k}_s": v for k, v in shown.times.items()})
     return _moved(result, staging, out_dir)
 
 
 def calibration_inputs(weights: str | os.PathLike[str] | None, calib_source: str | None,
-                       eval_source: str | None) -> tuple[str | os.PathLike[str], ...]:
+                       eval_source: str | None, check_source: str | None = None) -> tuple[str | os.PathLike[str], ...]:
     """The files and folders :func:`calibrate_model` reads: never inside its ``out_dir``."""
     from edgeres.data import source_path
 
-    sources = (source_path(s) for s in (calib_source, eval_source) if s)
+    sources = (source_path(s) for s in (calib_source, eval_source, check_source) if s)
     return tuple(p for p in (weights, *sources) if p is not None)
 
 
@@ -310,3 +326,17 @@ def _moved(result: Any, old: Path, new: Path) -> Any:
         return value
 
     return dataclasses.replace(result, **{f.name: move(getattr(result, f.name)) for f in dataclasses.fields(result)})
+
+
+def front_end_warnings(loaded: ModelSource, datasets: list[Any]) -> list[str]:
+    """Warnings about the model and data the front end found: random weights, class folders vs classes."""
+    out = []
+    if loaded.source.get("arch") != "reference" and loaded.source.get("weights") is None:
+        out.append(f"{loaded.source.get('arch')} has random weights (no --weights); fine for a dry run, not for deployment")
+    classes = loaded.recipe.num_classes
+    for data in datasets:
+        found = getattr(data, "classes", None)
+        if found is not None and classes is not None and len(found) != classes:
+            out.append(f"{data.source} has {len(found)} class folders but the model has {classes} classes: "
+                       "labels (folder order) will not match the model's outputs")
+    return out

@@ -158,3 +158,53 @@ def test_plan_batch_outside_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "tensorrt" else real(name, *a))
     _assert_one_line_error(_run([str(plan), "--no-reference", "--batch", "1,16"]),
                            "batch size 16 is outside the candidate's profile [1, 4]")
+
+
+def _fake_bundle(folder: Path, source_arch: str = "reference") -> Path:
+    """A bundle folder (manifest.json via edgeres.bundle) holding the tiny FP32 and Q/DQ models of the reference recipe."""
+    from edgeres.bundle import BUNDLE_FORMAT, make_bundle
+    from edgeres.reference import reference_recipe
+
+    staging = folder.parent / f"{folder.name}-src"
+    staging.mkdir()
+    files = {"model.onnx": linear_onnx(staging / "model.onnx"), "model.qdq.onnx": linear_onnx(staging / "model.qdq.onnx", qdq=True)}
+    recipe = reference_recipe().to_dict()
+    fields = dict(target="orin-nano", compute_capability=(8, 7), precision="int8", int8_mode="qdq", input_name="input",
+                  output_name="logits", input_shape=(1, 28, 28), min_batch=1, opt_batch=1, max_batch=8, workspace_mib=256,
+                  dla_core=None, gpu_fallback=False, tensorrt_version="10.3.0", tensorrt_versions=("10.3.0",), recipe=recipe,
+                  source={"arch": source_arch, "weights": None, "weights_sha256": None}, edgeres_version="0.1.0")
+    manifest = make_bundle(folder, files, fields, "#!/bin/sh\n")
+    assert BUNDLE_FORMAT and manifest.files, "bundle written"
+    return folder
+
+
+def test_bench_bundle_uses_its_files_recipe_and_data(tmp_path: Path) -> None:
+    from edgeres.reference import reference_recipe
+
+    if tuple(reference_recipe().input_shape) != (1, 28, 28):
+        pytest.skip("the reference recipe is not 1x28x28 here")
+    bundle = _fake_bundle(tmp_path / "bundle")
+    out_json = tmp_path / "r.json"
+    result = _run([str(bundle), *FAST, "--json", str(out_json)])
+    assert result.exit_code == 0, f"bench BUNDLE failed: {result.stderr}"
+    assert f"candidate: onnxruntime {bundle / 'model.qdq.onnx'}" in result.output, result.output
+    assert f"reference: onnxruntime {bundle / 'model.onnx'}" in result.output, result.output
+    data = json.loads(out_json.read_text())
+    assert "reference:test" in data["inputs"]["description"], f"the reference model's test split: {data['inputs']}"
+    for side in ("candidate", "reference"):
+        assert Path(data[side]["model"]).is_file(), f"printed {side} path must exist after the command"
+
+
+def test_bench_bundle_missing_file_is_not_found(tmp_path: Path) -> None:
+    bundle = _fake_bundle(tmp_path / "bundle")
+    (bundle / "model.onnx").unlink()
+    _assert_one_line_error(_run([str(bundle), *FAST]), "model.onnx not found")
+
+
+def test_bench_no_candidate_prints_no_vanished_paths() -> None:
+    result = _run(["--batch", "1", *FAST, "--agreement-samples", "8"])
+    assert result.exit_code == 0, f"default bench failed: {result.stderr}"
+    for line in result.output.splitlines():
+        for word in line.split():
+            if word.startswith("/") and word.endswith(".onnx"):
+                assert Path(word).exists(), f"printed path {word} does not exist after the command"

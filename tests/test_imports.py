@@ -157,6 +157,7 @@ LAYERS: dict[str, int] = {
     "edgeres.errors": 0, "edgeres._io": 0, "edgeres.recipe": 0, "edgeres.resources": 0,
     "edgeres.tensorrt_version": 0, "edgeres._tensorrt": 0, "edgeres.sidecar": 0, "edgeres._timing": 0,
     "edgeres._interrupt": 0, "edgeres._readers": 0, "edgeres._names": 0, "edgeres.bundle_manifest": 0,
+    "edgeres._progress": 0,
     # 1: the runtime (on the robot: numpy + onnxruntime or TensorRT) and the model layer (torch)
     "edgeres.runtime": 1, "edgeres.models": 1, "edgeres.weights": 1, "edgeres.fold": 1,
     "edgeres.export": 1, "edgeres.info": 1,

@@ -112,12 +112,37 @@ def bench_models(
         if reference is not None or backend is not None:
             raise BenchError("--reference and --backend need a CANDIDATE; with none, the shipped reference model is benchmarked")
         with reference_pair(log) as (qdq, fp32):
-            return bench_models(
+            tmp = str(fp32.parent)
+            say = log  # the temporary folder is removed at the end: do not print its paths
+            log = lambda m: say(m.replace(tmp, "<temporary folder, removed afterwards>"))  # noqa: E731
+            result = bench_models(
                 str(qdq), reference=None if no_reference else str(fp32), no_reference=no_reference,
                 options=dataclasses.replace(options, provider="cpu"), batch_sizes=batch_sizes, config=config,
                 num_buffers=num_buffers, agreement_samples=agreement_samples, data=data or "reference:test",
                 sysfs_root=sysfs_root, log=log,
             )
+        # the temporary folder is gone: say so instead of printing paths that no longer exist
+        for side in (result.candidate, result.reference):
+            if side is not None and isinstance(side.get("model"), str):
+                side["model"] = side["model"].replace(tmp, "<temporary folder, removed afterwards>")
+        return result
+    if Path(candidate).is_dir():  # a bundle folder: its files, recipe and (reference model) data
+        from edgeres.bench.resolve import bundle_sides
+
+        sides = bundle_sides(candidate, backend, options)
+        ref_side = None if no_reference else sides.reference
+        if reference is not None:
+            ref_side = side_spec(reference, reference_backend,
+                                 dataclasses.replace(options, precision="fp32", channels_last=False, compile=False))
+        log(f"- bundle {candidate}: {Path(sides.candidate.model).name} against "
+            f"{Path(ref_side.model).name if ref_side else 'nothing (latency only)'}"
+            + (f", data {data or sides.data}" if (data or sides.data) else ", synthetic inputs (pass --data for real ones)"))
+        cand = create_backend(sides.candidate.model, sides.candidate.backend, sides.candidate.options)
+        ref = create_backend(ref_side.model, ref_side.backend, ref_side.options) if ref_side else None
+        shape = cand.input_shape() or (ref.input_shape() if ref else None)
+        inputs = load_input_pool(data or sides.data, shape, sides.recipe if (data or sides.data) != "reference:test" else None)
+        return run_benchmark(cand, ref, batch_sizes=batch_sizes, config=config, inputs=inputs, num_buffers=num_buffers,
+                             agreement_samples=agreement_samples, sysfs_root=sysfs_root, log=log)
     cand_spec = side_spec(candidate, backend, options)
     ref_spec: SideSpec | None = None
     if reference is not None:

@@ -111,3 +111,63 @@ def default_reference(candidate: SideSpec) -> SideSpec | None:
 def side_spec(model: str, backend: str | None, options: BackendOptions) -> SideSpec:
     """A SideSpec with the backend chosen from the file when not forced."""
     return SideSpec(str(model), backend or backend_for(model), options)
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleSides:
+    """What ``edgeres bench BUNDLE`` compares: the bundle's deployable model, its FP32 model, and their data."""
+
+    candidate: SideSpec
+    reference: SideSpec | None
+    recipe: object  # edgeres.recipe.Recipe of the bundle (preprocessing of --data)
+    data: str | None  # default data: the reference model's test split, else None (synthetic unless --data)
+
+
+def _bundle_file(folder: Path, manifest: object, name: str) -> Path:
+    """``folder/name``, checked: listed in the manifest and present on disk ("not found" otherwise)."""
+    path = folder / name
+    if name not in manifest.files:  # type: ignore[attr-defined]
+        raise BenchError(f"{path} not found: the bundle's manifest.json lists no {name}")
+    if not path.is_file():
+        raise BenchError(f"{path} not found (listed in {folder / 'manifest.json'}); copy the whole bundle folder")
+    return path
+
+
+def bundle_sides(bundle: str | Path, backend: str | None, options: BackendOptions) -> BundleSides:
+    """Candidate and reference from a bundle folder (``edgeres build`` output), using its files and recipe.
+
+    Candidate: ``model.plan`` when the bundle was compiled here (TensorRT), else the Q/DQ ONNX of an
+    INT8 bundle, else the ONNX its TensorRT version builds (:func:`edgeres.trtexec.onnx_file_for`).
+    Reference: the bundle's FP32 ``model.onnx`` (None when that is the candidate). Data: the bundle
+    recipe's preprocessing; the shipped reference model's bundle defaults to ``reference:test``.
+
+    Raises:
+        BenchError: not a bundle, or a file it needs is missing ("<path> not found").
+    """
+    from edgeres.bundle import load_manifest
+    from edgeres.errors import BundleError
+    from edgeres.recipe import Recipe
+    from edgeres.trtexec import onnx_file_for
+
+    folder = Path(bundle)
+    try:
+        manifest = load_manifest(folder)
+    except BundleError as exc:
+        raise BenchError(str(exc)) from exc
+    if (folder / "model.plan").is_file():
+        cand = SideSpec(str(folder / "model.plan"), backend or "tensorrt", options)
+    else:
+        if manifest.precision == "int8" and "model.qdq.onnx" in manifest.files:
+            name = "model.qdq.onnx"
+        else:
+            name = onnx_file_for(manifest.precision, manifest.int8_mode, manifest.tensorrt_version)
+        cand = SideSpec(str(_bundle_file(folder, manifest, name)), backend or "onnxruntime", options)
+    fp32 = _bundle_file(folder, manifest, "model.onnx")
+    ref = None
+    if Path(cand.model).resolve() != fp32.resolve():
+        ref_opts = dataclasses.replace(options, precision="fp32", channels_last=False, compile=False)
+        provider = options.provider if cand.backend == "onnxruntime" else comparable_provider()
+        ref = SideSpec(str(fp32), "onnxruntime", dataclasses.replace(ref_opts, provider=provider))
+    recipe = Recipe.from_dict(dict(manifest.recipe)) if manifest.recipe else None
+    data = "reference:test" if (manifest.source or {}).get("arch") == "reference" else None
+    return BundleSides(cand, ref, recipe, data)

@@ -10,17 +10,25 @@ memory and written atomically at the end: a failure leaves none of them.
 :func:`calibrate` runs these steps, each a function named for what it makes from what:
 
 1. :func:`options_from_arguments`, :func:`quantizable_onnx`: checks, before any work;
-2. :func:`statistics_from_dataset`: one streaming pass, a histogram per activation;
+2. :func:`statistics_from_dataset`: one streaming pass, a histogram per activation (and one per half
+   of the samples, merged exactly into the whole), keeping the first evaluation samples decoded;
 3. :func:`thresholds_from_statistics`: the calibrator's amax and the INT8 scales;
-4. :func:`fp32_reference_from_data`, :func:`int8_evaluation_from_thresholds`: INT8 vs FP32 logits;
+   :func:`stability_from_statistics`: how far the ranges move on either half of the set;
+4. :func:`joint_evaluation_from_qdq`: one onnxruntime session over the evaluation samples gives FP32 and
+   INT8 logits and every layer's accumulated and isolated SQNR (:mod:`edgeres.calibrate.sensitivity`);
+   evaluation runs on the first :data:`EVAL_SAMPLES` calibration samples unless evaluation data or
+   ``eval_size`` is given (the report's ``evaluation`` says which);
 5. :func:`budget_search_from_evaluation`: layers left unquantized until the accuracy budget holds;
-6. :func:`layer_sqnr_from_qdq`, :func:`report_from_steps`: per-layer errors and the report;
+6. :func:`saturation_check_from_data` (``check_dataset``), :func:`calibration_warnings`,
+   :func:`report_from_steps`: deployment-data check, warnings and the report;
 7. :func:`artifacts_from_evaluation`, :func:`write_outputs`: serialized outputs, then the only writes.
+
+The older steps (:func:`fp32_reference_from_data`, :func:`int8_evaluation_from_thresholds`,
+:func:`layer_sqnr_from_qdq`: a full FP32 run, an INT8 run and a per-layer run) stay for callers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -32,6 +40,7 @@ import numpy as np
 
 from edgeres._interrupt import checkpoint
 from edgeres._io import atomic_files
+from edgeres._progress import PhaseProgress, as_progress
 from edgeres.calibrate.budget import Budget, BudgetOutcome, budget_report, rank_by_sensitivity, search_exclusions
 from edgeres.calibrate.cache import cache_scales, calibration_cache_text, trt_version_code
 from edgeres.calibrate.calibrators import (
@@ -45,6 +54,7 @@ from edgeres.calibrate.calibrators import (
 from edgeres.calibrate.qdq import qdq_model, qdq_summary, quantizable_layers, quantized_activations, weighted_nodes
 from edgeres.calibrate.qdq import unquantized_layers, weight_form_rule
 from edgeres.calibrate.report import LayerErrorAccumulator, format_table, json_safe, layer_macs, layer_rows, tensor_rows
+from edgeres.calibrate.sensitivity import LayerSums, evaluation_graph, worst_isolated
 from edgeres.calibrate.stats import check_input_shape, collect_statistics, observed_tensors, session_with_outputs
 from edgeres.errors import CalibrationError, DataError, OutputPathError
 from edgeres.tensorrt_version import DEFAULT_TENSORRT
@@ -56,6 +66,16 @@ ORT_QDQ_NAME = "model.qdq.ort.onnx"  # same scales, onnxruntime placement: INT8 
 CACHE_NAME = "calib.cache"
 REPORT_NAME = "calib_report.json"
 RANK_SAMPLES = 256  # evaluation samples used to rank layer sensitivity for the budget
+# Evaluation on the calibration data (no --eval-data) uses its first EVAL_SAMPLES samples (kept from the
+# statistics pass, so never decoded twice); explicit evaluation data is used whole. ``eval_size`` overrides.
+EVAL_SAMPLES = 16
+# NVIDIA's TensorRT INT8 calibration guidance: about 500 images suffice for ImageNet classification networks
+# (TensorRT Developer Guide, "Working with INT8" / INT8 calibration; restated with that attribution in
+# MathWorks GPU Coder's coder.TensorRTConfig docs, uk.mathworks.com/help/gpucoder/ref/numberofcalibrationbatches.html).
+# Not re-verified against a specific Developer Guide revision here.
+RECOMMENDED_CALIBRATION_SAMPLES = 500
+STABLE_REL_CHANGE = 0.05  # ranges that move less than 5% when the set is halved: more images would not help
+CHECK_DATA_FACTOR = 2.0  # --check-data saturation this many times the calibration set's (and 0.1 points above) warns
 
 
 @dataclasses.dataclass
@@ -75,22 +95,6 @@ class CalibrationResult:
     def table(self) -> str:
         """The printed summary table."""
         return format_table(self.report)
-
-
-@contextlib.contextmanager
-def _progress_bar(total: int, enabled: bool, label: str) -> Iterator[Callable[[int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def _check_out_dir(out_dir: Path) -> Path:
@@ -121,14 +125,16 @@ def _load_onnx(path: Path) -> Any:
 class _Evaluator:
     """FP32 reference logits held once; INT8 variants evaluated against them."""
 
-    def __init__(self, model: Any, dataset: Any, batch_size: int) -> None:
+    def __init__(self, model: Any, dataset: Any, batch_size: int, reference: np.ndarray | None = None) -> None:
         from edgeres.evaluate import run_onnx
 
         self.dataset = dataset
         self.batch_size = batch_size
         self.labels = dataset.labels
-        check_input_shape(model, next(iter(dataset.batches(1)))[0].shape[1:])
-        self.reference = run_onnx(model, dataset, batch_size=batch_size)
+        if reference is None:
+            check_input_shape(model, next(iter(dataset.batches(1)))[0].shape[1:])
+            reference = run_onnx(model, dataset, batch_size=batch_size)
+        self.reference = reference
         if not np.isfinite(self.reference).all():
             raise CalibrationError("FP32 model produces NaN/Inf logits on the evaluation data")
         if self.labels is not None:  # before any accuracy (or budget) is computed on them
@@ -176,6 +182,178 @@ def layer_sqnr_from_qdq(model: Any, qdq: Any, dataset: Any, batch_size: int, lim
     return {n.name: by_tensor[n.output[0]] for n in weighted_nodes(model)}
 
 
+class _Retained:
+    """A dataset whose first ``keep`` samples are kept (copied) as they stream past, for evaluation."""
+
+    def __init__(self, dataset: Any, keep: int) -> None:
+        self.dataset, self.keep = dataset, keep
+        self.labels = getattr(dataset, "labels", None)
+        self.images: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, Any]]:
+        self.images, held = [], 0
+        for images, labels in self.dataset.batches(batch_size):
+            if held < self.keep:
+                self.images.append(np.array(images[: self.keep - held], dtype=np.float32))
+                held += len(self.images[-1])
+            yield images, labels
+
+    def fingerprint(self) -> str | None:
+        return self.dataset.fingerprint() if hasattr(self.dataset, "fingerprint") else None
+
+
+class _Subset:
+    """The first ``limit`` samples of ``dataset``, from already decoded ``images`` where given."""
+
+    def __init__(self, dataset: Any, limit: int, images: Sequence[np.ndarray] = ()) -> None:
+        self.dataset, self.limit = dataset, min(limit, len(dataset))
+        labels = getattr(dataset, "labels", None)
+        self.labels = None if labels is None else np.asarray(labels)[: self.limit]
+        self.cached = np.concatenate(images)[: self.limit] if images and sum(map(len, images)) >= self.limit else None
+
+    def __len__(self) -> int:
+        return self.limit
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, Any]]:
+        if self.cached is not None:
+            for start in range(0, self.limit, batch_size):
+                stop = min(start + batch_size, self.limit)
+                yield self.cached[start:stop], None if self.labels is None else self.labels[start:stop]
+            return
+        seen = 0
+        for images, labels in self.dataset.batches(batch_size):
+            if seen >= self.limit:
+                break
+            take = min(len(images), self.limit - seen)
+            yield images[:take], None if labels is None else labels[:take]
+            seen += take
+
+
+@dataclasses.dataclass(frozen=True)
+class JointEvaluation:
+    """One run of :func:`edgeres.calibrate.sensitivity.evaluation_graph`: both models' logits and per-layer SQNR."""
+
+    reference: np.ndarray
+    int8_logits: np.ndarray
+    layer_sqnr: dict[str, float | None]
+    isolated_sqnr: dict[str, float | None]
+
+
+def joint_evaluation_from_qdq(model: Any, qdq: Any, scales: dict[str, float], data: Any, batch_size: int,
+                              advance: Callable[[int], None] | None = None, *, isolated: bool = True,
+                              threads: int = 0) -> JointEvaluation:
+    """FP32 and INT8 logits, accumulated and isolated per-layer SQNR, from one onnxruntime session over ``data``."""
+    from edgeres.evaluate import onnx_session
+
+    joint, outputs, layers = evaluation_graph(model, qdq, scales, isolated=isolated)
+    session = onnx_session(joint, threads=threads)
+    input_name = model.graph.input[0].name
+    sums = LayerSums(outputs)
+    ref, out = [], []
+    for images, _ in data.batches(batch_size):
+        values = dict(zip(outputs, session.run(outputs, {input_name: images})))
+        ref.append(values[outputs[0]])
+        out.append(values[outputs[1]])
+        sums.add(values)
+        if advance is not None:
+            advance(len(images))
+    if not ref:
+        raise DataError("evaluation dataset is empty")
+    reference = np.concatenate(ref).astype(np.float32)
+    if not np.isfinite(reference).all():
+        raise CalibrationError("FP32 model produces NaN/Inf logits on the evaluation data")
+    return JointEvaluation(
+        reference, np.concatenate(out).astype(np.float32),
+        {n: sums.sqnr_db(n, "accumulated") for n in layers},
+        {n: sums.sqnr_db(n, "isolated") for n in layers},
+    )
+
+
+def stability_from_statistics(statistics: "Statistics", thresholds: "Thresholds", method: str, percentile: float,
+                              tensors: Sequence[str]) -> dict[str, Any] | None:
+    """How far each range (amax) of ``tensors`` moves when calibrated on either half of the samples alone.
+
+    The halves are the even- and odd-numbered samples, histogrammed during the one statistics pass
+    (their exact merge is the whole set's histogram). ``rel_change`` is
+    ``max(|amax_half - amax|) / amax`` over both halves.
+    """
+    if statistics.halves is None or statistics.samples < 2:
+        return None
+    rows = []
+    for name in tensors:
+        whole = thresholds.amax.get(name)
+        if not whole:
+            continue
+        halves = [compute_amax(h[name], method, percentile=percentile) for h in statistics.halves]
+        rows.append((name, max(abs(a - whole) for a in halves) / whole, halves))
+    if not rows:
+        return None
+    changes = sorted(r[1] for r in rows)
+    worst = sorted(rows, key=lambda r: (-r[1], r[0]))[:5]
+    stable = changes[-1] < STABLE_REL_CHANGE
+    return {
+        "halves": "even- and odd-numbered calibration samples",
+        "samples_per_half": [statistics.samples - statistics.samples // 2, statistics.samples // 2],
+        "tensors": len(rows),
+        "max_rel_change": changes[-1],
+        "median_rel_change": changes[len(changes) // 2],
+        "stable_below": STABLE_REL_CHANGE,
+        "stable": stable,
+        "worst": [{"tensor": n, "rel_change": c, "amax_halves": h} for n, c, h in worst],
+        "verdict": (
+            f"ranges move at most {100 * changes[-1]:.1f}% when the calibration set is halved: "
+            + ("more images would hardly change the result" if stable else
+               f"more images would likely change the result (most on {worst[0][0]})")
+        ),
+    }
+
+
+def saturation_check_from_data(model: Any, check_dataset: Any, statistics: "Statistics", thresholds: "Thresholds",
+                               tensors: Sequence[str], batch_size: int,
+                               advance: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Share of activations of ``check_dataset`` (deployment images) clipped by the calibrated ranges, per tensor.
+
+    Compared with the calibration set's own share; a tensor is flagged when the deployment share is
+    at least :data:`CHECK_DATA_FACTOR` times the calibration share and 0.1 points above it.
+    """
+    check_input_shape(model, next(iter(check_dataset.batches(1)))[0].shape[1:])
+    hists = collect_statistics(model, check_dataset, list(tensors), batch_size=batch_size, progress=advance)
+    rows, flagged = [], []
+    for name in tensors:
+        amax = thresholds.amax[name]
+        calib = 100 * statistics.histograms[name].saturated_fraction(amax)
+        check = 100 * hists[name].saturated_fraction(amax)
+        high = check >= CHECK_DATA_FACTOR * calib and check - calib >= 0.1
+        rows.append({"tensor": name, "calibration_saturated_pct": calib, "check_saturated_pct": check,
+                     "check_absmax": hists[name].absmax, "amax": amax, "well_above": high})
+        if high:
+            flagged.append(name)
+    return {"source": getattr(check_dataset, "source", None), "samples": len(check_dataset),
+            "factor": CHECK_DATA_FACTOR, "flagged": flagged, "tensors": rows}
+
+
+def calibration_warnings(statistics: "Statistics", evaluated_on: str, stability: dict[str, Any] | None,
+                         check: dict[str, Any] | None) -> list[str]:
+    """The library's warnings about the data: small set, evaluation fallback, unstable ranges, camera drift."""
+    out = []
+    if statistics.samples < RECOMMENDED_CALIBRATION_SAMPLES:
+        out.append(f"calibration set of {statistics.samples} samples is smaller than the recommended "
+                   f"{RECOMMENDED_CALIBRATION_SAMPLES} (TensorRT Developer Guide, INT8 calibration)")
+    if evaluated_on == "calibration data":
+        out.append("no --eval-data: accuracy figures are on the calibration data itself (optimistic; "
+                   "give held-out images with --eval-data)")
+    if stability is not None and not stability["stable"]:
+        out.append(stability["verdict"])
+    if check is not None and check["flagged"]:
+        names = ", ".join(check["flagged"][:3]) + (" ..." if len(check["flagged"]) > 3 else "")
+        out.append(f"--check-data: {len(check['flagged'])} tensor(s) saturate well above the calibration set "
+                   f"({names}); calibrate on images from the deployment camera")
+    return out
+
+
 def check_options(
     method: str,
     percentile: float,
@@ -216,6 +394,7 @@ class CalibrationOptions:
     batch_size: int
     quantize_classifier: bool = False
     forms: tuple[str, ...] = ("int8",)  # weight forms to write; "int8" (model.qdq.onnx) always first
+    eval_size: int | None = None  # evaluation samples; None: EVAL_SAMPLES of the calibration data, or all eval data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +404,7 @@ class Statistics:
     histograms: dict[str, Histogram]
     samples: int
     fingerprint: str | None
+    halves: tuple[dict[str, Histogram], dict[str, Histogram]] | None = None  # even/odd samples (stability)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +460,7 @@ def options_from_arguments(
     batch_size: int,
     quantize_classifier: bool = False,
     qdq_forms: Sequence[str] = DEFAULT_QDQ_FORMS,
+    eval_size: int | str | None = None,
 ) -> CalibrationOptions:
     """Checked options (see :func:`check_options`); a drop budget also needs labelled evaluation data."""
     budget = check_options(method, percentile, trt_version, max_accuracy_drop, min_agreement, eval_dataset is not None, batch_size)
@@ -289,7 +470,29 @@ def options_from_arguments(
             "(use an ImageFolder layout or an .npz with labels, or --min-agreement instead)"
         )
     forms = tuple(dict.fromkeys(weight_form_rule(f).form for f in ("int8", *qdq_forms)))  # validates each form
-    return CalibrationOptions(method, percentile, trt_version, budget, int(batch_size), bool(quantize_classifier), forms)
+    if eval_size == "all":
+        size: int | None = 0
+    elif eval_size is None:
+        size = None
+    elif isinstance(eval_size, bool) or not isinstance(eval_size, int) or eval_size < 1:
+        raise CalibrationError(f"eval_size must be a positive number of samples or 'all', received {eval_size!r}")
+    else:
+        size = int(eval_size)
+    return CalibrationOptions(method, percentile, trt_version, budget, int(batch_size), bool(quantize_classifier), forms, size)
+
+
+def evaluation_limit(options: CalibrationOptions, eval_dataset: Any, dataset: Any) -> tuple[int, str]:
+    """How many evaluation samples, and the report's words for them (see :data:`EVAL_SAMPLES`)."""
+    data = eval_dataset if eval_dataset is not None else dataset
+    if options.eval_size == 0:
+        return len(data), "all"
+    if options.eval_size is None:
+        if eval_dataset is not None:
+            return len(data), "all (explicit evaluation data)"
+        limit = min(EVAL_SAMPLES, len(data))
+        return limit, f"first {limit} of {len(data)} (default bound; eval_size='all' / --eval-size all for every sample)"
+    limit = min(options.eval_size, len(data))
+    return limit, f"first {limit} of {len(data)} (eval_size)"
 
 
 def quantizable_onnx(path: Path) -> Any:
@@ -300,13 +503,19 @@ def quantizable_onnx(path: Path) -> Any:
     return model
 
 
-def statistics_from_dataset(model: Any, dataset: Any, batch_size: int, progress: bool) -> Statistics:
-    """Stream ``dataset`` through ``model`` once and histogram every observed activation."""
-    with _progress_bar(len(dataset), progress, "calibration statistics") as advance:
-        histograms = collect_statistics(model, dataset, batch_size=batch_size, progress=advance)
+def statistics_from_dataset(model: Any, dataset: Any, batch_size: int, progress: "bool | PhaseProgress",
+                            halves: bool = False) -> Statistics:
+    """Stream ``dataset`` through ``model`` once and histogram every observed activation.
+
+    ``halves``: also keep the histograms of the even- and odd-numbered samples (same pass, each
+    value binned once; the whole is their exact merge) for :func:`stability_from_statistics`.
+    """
+    split: tuple[dict[str, Histogram], dict[str, Histogram]] | None = ({}, {}) if halves else None
+    with as_progress(progress) as shown, shown.phase("statistics", len(dataset)) as advance:
+        histograms = collect_statistics(model, dataset, batch_size=batch_size, progress=advance, halves=split)
     checkpoint("calibrate:statistics")
     fingerprint = dataset.fingerprint() if hasattr(dataset, "fingerprint") else None
-    return Statistics(histograms, len(dataset), fingerprint)
+    return Statistics(histograms, len(dataset), fingerprint, split)
 
 
 def thresholds_from_statistics(statistics: Statistics, method: str, percentile: float) -> Thresholds:
@@ -331,7 +540,7 @@ def int8_evaluation_from_thresholds(model: Any, thresholds: Thresholds, evaluato
 
 def budget_search_from_evaluation(
     model: Any, thresholds: Thresholds, evaluator: _Evaluator, budget: Budget, first: Int8Evaluation,
-    quantize_classifier: bool = False,
+    quantize_classifier: bool = False, advance: Callable[[int], None] | None = None,
 ) -> tuple[Int8Evaluation, BudgetOutcome | None]:
     """Leave the most sensitive layers unquantized until ``budget`` holds (see :mod:`edgeres.calibrate.budget`).
 
@@ -343,6 +552,8 @@ def budget_search_from_evaluation(
     if budget.met(first.metrics):
         return first, BudgetOutcome(excluded=(), met=True)
     def quantized(exclude: Any) -> Any:
+        if advance is not None:
+            advance(1)  # one candidate model evaluated
         return qdq_model(model, thresholds.scales, exclude=exclude, quantize_classifier=quantize_classifier)
 
     limit = min(RANK_SAMPLES, len(evaluator.reference))
@@ -385,8 +596,18 @@ def report_from_steps(
     int8: Int8Evaluation,
     outcome: BudgetOutcome | None,
     layer_sqnr: dict[str, float],
+    *,
+    isolated_sqnr: dict[str, float | None] | None = None,
+    evaluation: dict[str, Any] | None = None,
+    stability: dict[str, Any] | None = None,
+    check: dict[str, Any] | None = None,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The ``calib_report.json`` content (strict JSON: inf/nan as strings), without ``timing``."""
+    """The ``calib_report.json`` content (strict JSON: inf/nan as strings), without ``timing``.
+
+    ``isolated_sqnr`` (per layer, only that layer quantized), ``evaluation`` (which samples),
+    ``stability`` (halved set), ``check`` (``--check-data``) and ``warnings`` add their sections.
+    """
     macs = layer_macs(model)
     excluded = list(int8.excluded)
     classifier = options.quantize_classifier
@@ -416,8 +637,27 @@ def report_from_steps(
         "layers": layer_rows(
             [(n.name, n.op_type) for n in weighted_nodes(model)], macs, layer_sqnr,
             excluded=set(unquantized_layers(model, excluded, quantize_classifier=classifier)),
+            isolated_db=isolated_sqnr,
         ),
     }
+    if isolated_sqnr is not None:
+        worst = worst_isolated({n: v for n, v in isolated_sqnr.items() if n not in excluded})
+        report["sensitivity"] = {
+            "isolated_sqnr_db": "SQNR of a layer's output with only that layer quantized (FP32 inputs)",
+            "sqnr_db": "SQNR of a layer's output in the INT8 model (errors of every earlier layer included)",
+            "worst_isolated": [{"layer": n, "isolated_sqnr_db": v, "macs": macs.get(n, 0)} for n, v in worst],
+            "fix": ("--max-accuracy-drop / --min-agreement leave the most sensitive layers in FP16; excluding the "
+                    f"worst {len(worst)} would keep {sum(macs.get(n, 0) for n, _ in worst):,} MACs "
+                    f"({100 * sum(macs.get(n, 0) for n, _ in worst) / max(1, sum(macs.values())):.1f}% of the model) "
+                    "out of INT8") if worst else None,
+        }
+    if evaluation is not None:
+        report["evaluation"] = evaluation
+    if stability is not None:
+        report["stability"] = stability
+    if check is not None:
+        report["check_data"] = check
+    report["warnings"] = list(warnings)
     return json_safe(report)
 
 
@@ -461,6 +701,10 @@ def calibrate(
     timing: bool = True,
     qdq_forms: Sequence[str] = DEFAULT_QDQ_FORMS,
     quantize_classifier: bool = False,
+    eval_size: int | str | None = None,
+    check_dataset: Any = None,
+    warnings: Sequence[str] = (),
+    phase_times: dict[str, float] | None = None,
 ) -> CalibrationResult:
     """Calibrate a folded FP32 ONNX model for INT8 and write the Q/DQ model, cache and report.
 
@@ -481,12 +725,20 @@ def calibrate(
         max_accuracy_drop: budget in top-1 points (needs labelled ``eval_dataset``).
         min_agreement: budget in percent of FP32/INT8 top-1 agreement (needs ``eval_dataset``).
         batch_size: samples per inference call; results do not depend on it.
-        progress: show a progress bar on stderr while collecting statistics.
+        progress: True: progress of every phase on stderr (a rich display on a terminal, else one line
+            per phase); False: none; or a :class:`edgeres._progress.PhaseProgress` to share with the caller.
         timing: record the steps' wall times under the report's ``timing`` key;
             False leaves the key out, so the same inputs give byte-identical outputs.
         qdq_forms: weight forms of the Q/DQ model to write: ``"int8"`` (``model.qdq.onnx``, always
             written) and ``"fp32"`` (``model.qdq.trt8.onnx``, for TensorRT 8.5/8.6).
         quantize_classifier: quantize the final Gemm too (left unquantized by default, as ModelOpt does).
+        eval_size: evaluation samples: None (the first :data:`EVAL_SAMPLES` of the calibration data
+            when there is no ``eval_dataset``, else all of it), a number, or ``"all"``.
+        check_dataset: images from the deployment camera: their saturation under the calibrated
+            ranges is reported per tensor (``check_data``) and warned about when well above the
+            calibration set's own.
+        warnings: warnings found before calibration (the front end's), recorded in the report.
+        phase_times: wall times of earlier phases (the front end's), put first in ``timing``.
 
     Raises:
         CalibrationError, DataError, OutputPathError: bad arguments or data;
@@ -494,27 +746,59 @@ def calibrate(
     """
     clock = _Stopwatch()
     options = options_from_arguments(method, percentile, trt_version, max_accuracy_drop, min_agreement, eval_dataset, batch_size,
-                                     quantize_classifier, qdq_forms)
+                                     quantize_classifier, qdq_forms, eval_size)
     out_dir = _check_out_dir(Path(out_dir))
     model = quantizable_onnx(Path(model_onnx))
+    shown = as_progress(progress)
+    with shown:
+        limit, how = evaluation_limit(options, eval_dataset, dataset)
+        source = _Retained(dataset, limit if eval_dataset is None else 0)
+        statistics = statistics_from_dataset(model, source, options.batch_size, shown, halves=True)
+        clock.lap("statistics_s")
+        thresholds = thresholds_from_statistics(statistics, options.method, options.percentile)
+        quantized = quantized_activations(model, (), quantize_classifier=options.quantize_classifier)
+        stability = stability_from_statistics(statistics, thresholds, options.method, options.percentile, quantized)
+        clock.lap("thresholds_s")
 
-    statistics = statistics_from_dataset(model, dataset, options.batch_size, progress)
-    clock.lap("statistics_s")
-    thresholds = thresholds_from_statistics(statistics, options.method, options.percentile)
-    clock.lap("thresholds_s")
-    evaluator, evaluated_on = fp32_reference_from_data(model, dataset, eval_dataset, options.batch_size)
-    first = int8_evaluation_from_thresholds(model, thresholds, evaluator, options.quantize_classifier)
-    int8, outcome = budget_search_from_evaluation(model, thresholds, evaluator, options.budget, first, options.quantize_classifier)
-    clock.lap("evaluation_s")
+        evaluated_on = "evaluation data" if eval_dataset is not None else "calibration data"
+        if eval_dataset is not None:
+            check_input_shape(model, next(iter(eval_dataset.batches(1)))[0].shape[1:])
+            data: Any = _Subset(eval_dataset, limit)
+        else:
+            data = _Subset(dataset, limit, source.images)
+        first_qdq = qdq_model(model, thresholds.scales, quantize_classifier=options.quantize_classifier)
+        with shown.phase("evaluation + per-layer", len(data)) as advance:
+            joint = joint_evaluation_from_qdq(model, first_qdq, thresholds.scales, data, options.batch_size, advance)
+        evaluator = _Evaluator(model, data, options.batch_size, reference=joint.reference)
+        from edgeres.evaluate import compare_logits
 
-    layer_sqnr = layer_sqnr_from_qdq(
-        model, int8.qdq, evaluator.dataset, options.batch_size, limit=min(RANK_SAMPLES, len(evaluator.reference))
-    )
-    report = report_from_steps(model, options, statistics, thresholds, evaluated_on, int8, outcome, layer_sqnr)
-    artifacts = artifacts_from_evaluation(model, thresholds, int8, options)
-    times = clock.total() if timing else None
-    qdq_paths, ort_path, cache_path, report_path = write_outputs(out_dir, artifacts, report_text(report, times))
+        first = Int8Evaluation(first_qdq, compare_logits(joint.reference, joint.int8_logits, data.labels))
+        clock.lap("evaluation_s")
+        with shown.phase("budget search", None, unit="models") as advance:
+            int8, outcome = budget_search_from_evaluation(model, thresholds, evaluator, options.budget, first,
+                                                          options.quantize_classifier, advance)
+            layer_sqnr = joint.layer_sqnr
+            if int8.excluded:  # accumulated figures of the final model (isolated ones do not change)
+                layer_sqnr = joint_evaluation_from_qdq(model, int8.qdq, thresholds.scales, data, options.batch_size,
+                                                       isolated=False).layer_sqnr
+        clock.lap("budget_s")
+        check = None
+        if check_dataset is not None:
+            with shown.phase("check data", len(check_dataset)) as advance:
+                check = saturation_check_from_data(model, check_dataset, statistics, thresholds, quantized,
+                                                   options.batch_size, advance)
+            clock.lap("check_data_s")
+        evaluation = {"samples": len(data), "of": len(eval_dataset if eval_dataset is not None else dataset),
+                      "which": how, "data": evaluated_on}
+        all_warnings = [*warnings, *calibration_warnings(statistics, evaluated_on, stability, check)]
+        report = report_from_steps(model, options, statistics, thresholds, evaluated_on, int8, outcome, layer_sqnr,
+                                   isolated_sqnr=joint.isolated_sqnr, evaluation=evaluation, stability=stability,
+                                   check=check, warnings=all_warnings)
+        with shown.phase("serialize", None, unit="files"):
+            artifacts = artifacts_from_evaluation(model, thresholds, int8, options)
+        clock.lap("serialize_s")
+        times = {**(phase_times or {}), **clock.total()} if timing else None
+        qdq_paths, ort_path, cache_path, report_path = write_outputs(out_dir, artifacts, report_text(report, times))
     full_report = report if times is None else {**report, "timing": times}
     return CalibrationResult(qdq_paths["int8"], cache_path, report_path, full_report, list(int8.excluded), thresholds.scales,
                              ort_path, qdq_paths)
-

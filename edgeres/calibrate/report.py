@@ -95,18 +95,21 @@ def layer_rows(
     sqnr_db: Mapping[str, float],
     *,
     excluded: Collection[str],
+    isolated_db: Mapping[str, float | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (name, op type) Conv/Gemm layer: MACs, output SQNR, and the precision it runs at."""
-    return [
-        {
-            "name": name,
-            "op": op,
-            "macs": macs.get(name, 0),
-            "sqnr_db": sqnr_db[name],
-            "precision": "fp16/fp32" if name in excluded else "int8",
-        }
-        for name, op in layers
-    ]
+    """One row per (name, op type) Conv/Gemm layer: MACs, output SQNR, and the precision it runs at.
+
+    ``sqnr_db`` is accumulated (the INT8 model, errors of earlier layers included);
+    ``isolated_sqnr_db`` (when given) has only that layer quantized, its inputs FP32.
+    """
+    rows = []
+    for name, op in layers:
+        row = {"name": name, "op": op, "macs": macs.get(name, 0), "sqnr_db": sqnr_db[name]}
+        if isolated_db is not None:
+            row["isolated_sqnr_db"] = isolated_db.get(name)
+        row["precision"] = "fp16/fp32" if name in excluded else "int8"
+        rows.append(row)
+    return rows
 
 
 def json_safe(value: Any) -> Any:
@@ -120,31 +123,93 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def format_table(report: Mapping[str, Any], max_rows: int = 200) -> str:
-    """The printed summary: tensors (method, amax, scale, saturation), layers (SQNR) and model figures."""
-    lines = [f"{'tensor':<58} {'method':<10} {'amax':>10} {'scale':>11} {'sat %':>8}"]
+def _fit(name: str, width: int) -> str:
+    """``name`` cut from the left to ``width`` characters (the end of an ONNX name says most)."""
+    return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def _db(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else str(value if value is not None else "-")
+
+
+# edgeres.calibrate.cache writes the header TRT-<code>-EntropyCalibration2 for every method: the
+# algorithm of the calibrator trtexec --calib reads caches with (IInt8EntropyCalibrator2); the
+# scales are the method's. Printed so a "max" or "mse" user is not misled by the name.
+CACHE_HEADER_NOTE = ("note: calib.cache's header names EntropyCalibration2 (the calibrator trtexec --calib reads "
+                     "caches with); its ranges come from the {method} calibrator")
+
+
+def format_table(report: Mapping[str, Any], max_rows: int = 200, width: int = 100) -> str:
+    """The printed summary, fitted to ``width`` columns (names cut from the left, columns dropped below 60).
+
+    Tensors (method, amax, scale, saturation in percent of values), layers (MACs, accumulated and
+    isolated SQNR in dB, precision), the worst layers alone, model figures (top-1 in percent,
+    drops in points), stability and the budget: every number with its label.
+    """
+    width = max(int(width), 40)
+    wide = width >= 60
+    fixed = (11 + 12 + 10) if wide else (11 + 6)
+    name_w = max(16, width - fixed)
+    lines = ["tensors in the Q/DQ model (amax: clipping range; scale = amax/127; sat %: share of values clipped)"]
+    lines.append(f"{'tensor':<{name_w}} {'amax':>10}" + (f" {'scale':>11} {'sat %':>9}" if wide else " sat %"))
     for t in report["tensors"][:max_rows]:
         if not t["in_qdq_model"]:
             continue
-        lines.append(f"{t['name'][-58:]:<58} {t['method']:<10} {t['amax']:>10.4g} {t['scale']:>11.4e} {t['saturated_pct']:>8.4f}")
+        row = f"{_fit(t['name'], name_w):<{name_w}} {t['amax']:>10.4g}"
+        row += f" {t['scale']:>11.4e} {t['saturated_pct']:>9.4f}" if wide else f" {t['saturated_pct']:.3f}"
+        lines.append(row)
     lines.append("")
-    lines.append(f"{'layer':<58} {'MACs':>12} {'SQNR dB':>9}  precision")
+    has_iso = any("isolated_sqnr_db" in layer for layer in report["layers"])
+    lines.append("layers (SQNR dB of the layer output: 'in model' with every layer quantized, 'alone' with only this one)")
+    fixed = (13 + 10 + (10 if has_iso else 0) + 11) if wide else (10 + (10 if has_iso else 0))
+    name_w = max(16, width - fixed)
+    head = f"{'layer':<{name_w}}" + (f" {'MACs':>12}" if wide else "") + f" {'in model':>9}"
+    head += f" {'alone':>9}" if has_iso else ""
+    lines.append(head + ("  precision" if wide else ""))
     for layer in report["layers"][:max_rows]:
-        sq = layer["sqnr_db"]
-        sq_text = f"{sq:>9.2f}" if isinstance(sq, float) else f"{str(sq):>9}"
-        lines.append(f"{layer['name'][-58:]:<58} {layer['macs']:>12,} {sq_text}  {layer['precision']}")
+        row = f"{_fit(layer['name'], name_w):<{name_w}}" + (f" {layer['macs']:>12,}" if wide else "")
+        row += f" {_db(layer['sqnr_db']):>9}"
+        row += f" {_db(layer.get('isolated_sqnr_db')):>9}" if has_iso else ""
+        lines.append(row + (f"  {layer['precision']}" if wide else ""))
+    sens = report.get("sensitivity") or {}
+    if sens.get("worst_isolated"):
+        lines.append("")
+        lines.append("worst layers alone (lowest isolated SQNR; the layer at fault, not its depth):")
+        for k, row in enumerate(sens["worst_isolated"], 1):
+            lines.append(f"  {k}. {_fit(row['layer'], max(16, width - 40))}  isolated SQNR {_db(row['isolated_sqnr_db'])} dB, "
+                         f"{row['macs']:,} MACs")
+        if sens.get("fix"):
+            lines.append(f"  fix: {sens['fix']}")
     m = report.get("model") or {}
     if m:
         lines.append("")
-        acc = ""
+        ev = report.get("evaluation") or {}
+        which = f", {ev['which']}" if ev.get("which") else ""
+        lines.append(f"model on {m['samples']} samples of the {report['evaluated_on']}{which}:")
+        lines.append(f"  top-1 agreement INT8 vs FP32: {100 * m['top1_agreement']:.2f}%")
         if m.get("accuracy") is not None:
-            acc = f", top-1 FP32 {100 * m['accuracy_ref']:.2f}% -> INT8 {100 * m['accuracy']:.2f}%"
-        lines.append(
-            f"model ({m['samples']} samples, {report['evaluated_on']}): top-1 agreement {100 * m['top1_agreement']:.2f}%"
-            f"{acc}, logits SQNR {m['sqnr_db']:.2f} dB, cosine {m['cosine']:.6f}"
-        )
+            drop = 100 * (m["accuracy_ref"] - m["accuracy"])
+            lines.append(f"  top-1 accuracy: FP32 {100 * m['accuracy_ref']:.2f}%, INT8 {100 * m['accuracy']:.2f}% "
+                         f"(drop {drop:.2f} points)")
+        lines.append(f"  logits SQNR: {_db(m['sqnr_db'])} dB; logits cosine similarity: {m['cosine']:.6f}")
+    stab = report.get("stability")
+    if stab:
+        lines.append(f"stability: {stab['verdict']}")
+    if report.get("method") and report["method"] != "entropy":
+        lines.append(CACHE_HEADER_NOTE.format(method=report["method"]))
     budget = report.get("budget")
     if budget:
         state = "met" if budget["met"] else "NOT met"
-        lines.append(f"budget {budget['kind']} {budget['limit']}: {state}; {len(budget['excluded_layers'])} layer(s) left at higher precision")
-    return "\n".join(lines)
+        limit = budget["limit"]
+        unit = " (top-1 drop in points)" if "drop" in budget["kind"] else " (agreement in percent)"
+        lines.append(f"budget {budget['kind']} {limit}{unit}: {state}; {len(budget['excluded_layers'])} layer(s) "
+                     "left at higher precision")
+    import textwrap
+
+    fitted = []
+    for line in lines:  # prose lines wrap; table rows already fit
+        fitted.extend(textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False) if len(line) > width else [line])
+    return "\n".join(fitted)
+
+
+format_summary = format_table

@@ -190,6 +190,8 @@ def collect_statistics(
     bins: int = DEFAULT_BINS,
     progress: Callable[[int], None] | None = None,
     max_activation_bytes: int = MAX_ACTIVATION_BYTES,
+    halves: tuple[dict[str, Histogram], dict[str, Histogram]] | None = None,
+    threads: int = 0,
 ) -> dict[str, Histogram]:
     """One streaming pass of ``dataset`` through ``model`` (an ONNX ModelProto).
 
@@ -202,6 +204,10 @@ def collect_statistics(
             ``max_activation_bytes``.
         bins: histogram bins per tensor.
         progress: called with the number of samples of each finished batch.
+        halves: two empty dicts to fill with the histograms of the even- and the odd-numbered
+            samples (for :func:`stability_rows`); the returned histograms are then their exact
+            merge (:func:`merge_histograms`), so each value is still binned once.
+        threads: onnxruntime intra-op threads (0: its default).
 
     Raises:
         DataError: samples that do not fit the model's input, or NaN/Inf in them.
@@ -211,10 +217,21 @@ def collect_statistics(
 
     names = list(names) if names is not None else observed_tensors(model)
     input_name = model.graph.input[0].name
-    session = session_with_outputs(model, names)
+    session = session_with_outputs(model, names, threads=threads)
     hists = {n: Histogram.empty(bins) for n in names}
+    if halves is not None:
+        for half in halves:
+            half.clear()
+            half.update({n: Histogram.empty(bins) for n in names})
 
-    def absorb(outputs: list[np.ndarray]) -> None:
+    def absorb(outputs: list[np.ndarray], first: int) -> None:
+        if halves is not None:  # sample i goes to half i % 2 (global index: independent of batching)
+            for name, value in zip(names, outputs):
+                even = first % 2
+                for half, part in ((halves[0], value[even::2]), (halves[1], value[1 - even::2])):
+                    part = np.array(part, dtype=np.float32, order="C")  # one copy, then abs in place
+                    update_histogram(half[name], part, name=name, consume=True)
+            return
         shared = _aliased(outputs)
         for index, (name, value) in enumerate(zip(names, outputs)):
             update_histogram(hists[name], value, name=name, consume=index not in shared)
@@ -243,7 +260,7 @@ def collect_statistics(
                     chunk = int(max(1, min(batch_size, max_activation_bytes // (2 * per_sample_bytes))))
                 if pending is not None:
                     pending.result()  # re-raises a NaN/Inf error from the worker
-                pending = worker.submit(absorb, outputs)
+                pending = worker.submit(absorb, outputs, seen + start)
                 del outputs
                 start += len(part)
             seen += len(images)
@@ -253,4 +270,28 @@ def collect_statistics(
             pending.result()
     if seen == 0:
         raise CalibrationError("calibration dataset is empty; expected at least one sample")
+    if halves is not None:
+        return {n: merge_histograms(halves[0][n], halves[1][n]) for n in names}
     return hists
+
+
+def merge_histograms(a: Histogram, b: Histogram) -> Histogram:
+    """The exact histogram of the values of ``a`` and ``b`` together (power-of-two ranges merge exactly)."""
+    if a.bins != b.bins:
+        raise CalibrationError(f"cannot merge histograms of {a.bins} and {b.bins} bins")
+    out = Histogram.empty(a.bins)
+    out.absmax = max(a.absmax, b.absmax)
+    exponents = [h.exponent for h in (a, b) if h.exponent is not None]
+    if not exponents:
+        out.counts = a.counts + b.counts  # zeros only: bin 0
+        return out
+    out.exponent = max(exponents)
+    for h in (a, b):
+        part = Histogram(h.counts.copy(), h.exponent, h.absmax)
+        if part.exponent is None:
+            out.counts += part.counts  # zeros belong in bin 0 at any range
+            continue
+        if part.exponent < out.exponent:
+            _widen(part, out.exponent)
+        out.counts += part.counts
+    return out

@@ -25,7 +25,7 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration sample pick, the random initialization (no --weights) and example input.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="calib_out", show_default=True, help="Output folder.")
-@click.option("--quiet", is_flag=True, help="No progress bar and no table.")
+@click.option("--quiet", is_flag=True, help="One line per phase instead of the progress display, and no table.")
 @click.option("--from-cache", type=click.Path(dir_okay=False), default=None,
               help="Migrate: build OUT/model.qdq.onnx from this TensorRT calibration cache and --onnx (no calibration).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="FP32 ONNX model for --from-cache.")
@@ -33,11 +33,17 @@ METHODS = tuple(CALIBRATORS)
               help="Quantize the final Gemm too (left at higher precision by default, as ModelOpt does).")
 @click.option("--force", is_flag=True,
               help="Replace an existing OUT that is not an earlier calibrate output (never one holding an input).")
+@click.option("--eval-size", default=None, metavar="N|all",
+              help="Evaluation samples (default: the first 16 calibration samples without --eval-data, all of --eval-data).")
+@click.option("--check-data", default=None, metavar="DIR",
+              help="Images from the deployment camera: saturation under the calibrated ranges vs the calibration set's.")
 def calibrate(arch: str | None, weights: str | None, calib_data: str | None, method: str, percentile: float,
               calib_size: int | None, eval_data: str | None, max_accuracy_drop: float | None,
               min_agreement: float | None, trt_version: str, batch_size: int, seed: int, out_dir: str, quiet: bool,
-              from_cache: str | None, onnx_path: str | None, quantize_classifier: bool, force: bool) -> None:
+              from_cache: str | None, onnx_path: str | None, quantize_classifier: bool, force: bool,
+              eval_size: str | None, check_data: str | None) -> None:
     """Calibrate a model for INT8; with no arguments, the shipped reference model and data."""
+    import shutil
     from pathlib import Path
 
     from edgeres.pipeline import calibrate_model
@@ -59,17 +65,29 @@ def calibrate(arch: str | None, weights: str | None, calib_data: str | None, met
     from edgeres.pipeline import calibration_inputs
 
     # a folder that may not be replaced is one line, before any progress output
-    check_output_folder(out_dir, "calibrate", inputs=calibration_inputs(weights, calib_data, eval_data), force=force)
+    check_output_folder(out_dir, "calibrate", inputs=calibration_inputs(weights, calib_data, eval_data, check_data),
+                        force=force)
+    from edgeres._progress import PhaseProgress, progress_mode
+    from edgeres.calibrate.report import format_summary
+
+    size: int | str | None = eval_size
+    if eval_size is not None and eval_size != "all":
+        if not eval_size.isdigit() or int(eval_size) < 1:
+            raise CalibrationError(f"--eval-size takes a positive number of samples or 'all', received {eval_size!r}")
+        size = int(eval_size)
     what = "the reference model" if arch is None and weights is None else arch
     with stage(f"calibrate {what} ({method})"):
         result = calibrate_model(
             arch, weights, calib_data, out_dir, calib_size=calib_size, eval_source=eval_data, seed=seed,
             method=method, percentile=percentile, trt_version=trt_version, max_accuracy_drop=max_accuracy_drop,
-            min_agreement=min_agreement, batch_size=batch_size, progress=not quiet,
-            quantize_classifier=quantize_classifier, force=force,
+            min_agreement=min_agreement, batch_size=batch_size, progress=PhaseProgress(progress_mode(quiet)),
+            quantize_classifier=quantize_classifier, eval_size=size, check_source=check_data, force=force,
         )
+    width = shutil.get_terminal_size((100, 24)).columns
     if not quiet:
-        click.echo(result.table)
+        click.echo(format_summary(result.report, width=width))
+    for line in result.report.get("warnings", []):
+        log(f"warning: {line}")
     click.echo(f"wrote {', '.join(str(p) for p in result.qdq_paths.values())}, {result.cache_path}, {result.report_path}, {result.ort_qdq_path}")
     budget = result.report.get("budget")
     if budget and not budget["met"]:
