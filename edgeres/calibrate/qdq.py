@@ -42,17 +42,18 @@ TensorRT placement.
 ``quantize``: with ``target_dla`` every op type of the model is quantizable, ``nodes_to_quantize`` is
 every node, and neither the GEMV exclusion ``find_nodes_from_matmul_to_exclude`` nor the small-Conv
 exclusion ``find_nodes_from_convs_to_exclude`` runs; ``ort_utils.configure_ort`` keeps outputs
-unquantized and one pair per tensor). What that yields on a ResNet (ModelOpt 0.47, observed by
-:data:`DLA_PLACEMENT_RULE`, see ``benchmarks/results/modelopt_dla_placement.txt``): every activation
+unquantized and one pair per tensor). What that yields on a ResNet (ModelOpt 0.47 run on ResNet-18/50,
+``benchmarks/results/modelopt_dla_placement.txt``; :data:`DLA_PLACEMENT_RULE`): every activation
 input of every node is read through Q/DQ, i.e. the graph input, both inputs of every Add (the Conv
 output too), the MaxPool and GlobalAveragePool inputs and outputs, the Flatten output and the
 classifier Gemm with its weight; only tensors read by nothing but a ReLU are not (onnxruntime's
 ``QDQRemovableActivation`` leaves a ReLU whose input is not quantized alone). TensorRT 11 compiles the
 whole DLA region as one loadable that needs an INT8 scale on every tensor (PR #1661: "it expects
 scales to be present throughout"; NVIDIA's YOLOv5-on-Orin DLA QAT study: "the more available scales,
-the lower the latency"). The scales are the calibration cache's (:func:`~edgeres.calibrate.cache.cache_scales`,
-one scale per tensor), so a TensorRT 11 DLA engine from this model computes what the implicit
-TensorRT 8.5-10.x DLA engine computes from ``model.onnx`` + ``calib.cache``. Weights are INT8 (the
+the lower the latency"). :func:`~edgeres.calibrate.api.calibrate` gives it the calibration cache's
+scales (:func:`~edgeres.calibrate.cache.cache_scales`, one scale per tensor), so a TensorRT 11 DLA
+engine from this model computes what the implicit TensorRT 8.5-10.x DLA engine computes from
+``model.onnx`` + ``calib.cache``. Weights are INT8 (the
 TensorRT 10+ form); the file is ``model.qdq.dla.onnx`` (:data:`DLA_QDQ_NAME`). Not verified on a
 DLA: no TensorRT or Orin here.
 
@@ -67,7 +68,6 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from edgeres.calibrate.cache import cache_scales
 from edgeres.calibrate.calibrators import quantize_weight, weight_scales
 from edgeres.errors import CalibrationError
 from edgeres.tensorrt_version import parse_version
@@ -383,8 +383,9 @@ def qdq_model(
         exclude: names of Conv/Gemm nodes left unquantized (run at higher precision), of
             residual Adds whose residual input stays unquantized, or of GlobalAveragePools.
         placement: ``"tensorrt"`` (the default, see module docstring), ``"onnxruntime"`` or ``"dla"``
-            (ModelOpt's ``target_dla`` placement: every tensor, scales from
-            :func:`~edgeres.calibrate.cache.cache_scales`; for TensorRT 11.x INT8 on DLA).
+            (ModelOpt's ``target_dla`` placement: every tensor but ReLU inputs, so ``scales`` must cover
+            :func:`dla_quantized_activations`; :func:`~edgeres.calibrate.api.calibrate` passes the calibration
+            cache's, :func:`~edgeres.calibrate.cache.cache_scales`; for TensorRT 11.x INT8 on DLA).
         weight_form: ``"int8"`` (pre-quantized weights, TensorRT 10+) or ``"fp32"`` (FP32 weights
             with a Q/DQ pair, TensorRT 8.5+); see :data:`WEIGHT_FORM_RULES`.
         quantize_classifier: also quantize the classifier Gemm; None: the placement's default
@@ -411,15 +412,13 @@ def qdq_model(
         quantize_classifier = CLASSIFIER_QUANTIZED_BY_DEFAULT[placement]
     excluded = _default_excluded(model, exclude, quantize_classifier)
     quantized = quantized_activations(model, excluded, quantize_classifier=True)
+    if placement == "dla":  # every tensor (calibrate() passes the calibration cache's scales: cache_scales)
+        quantized = dla_quantized_activations(model, excluded)
     act_scales: dict[str, float] = {}
     for name in quantized:
         if name not in scales:
             raise CalibrationError(f"no calibration scale for tensor {name!r}; the statistics or cache do not cover this model")
         act_scales[name] = float(scales[name])
-    if placement == "dla":  # every tensor, each with the calibration cache's scale (one place: cache_scales)
-        every = cache_scales(model, scales, quantized)
-        quantized = dla_quantized_activations(model, excluded)
-        act_scales = {name: every[name] for name in quantized}
     if placement == "onnxruntime":
         act_scales.update(_output_scales(model, quantized, scales, excluded))
     bad = {n: s for n, s in act_scales.items() if not (np.isfinite(s) and s > 0)}
