@@ -288,8 +288,11 @@ def quantized_activations(model: Any, exclude: Iterable[str] = (), *, quantize_c
 def dla_quantized_activations(model: Any, exclude: Iterable[str] = ()) -> list[str]:
     """Tensors that get Q/DQ in the DLA placement (:data:`DLA_PLACEMENT_RULE`), in graph order of first use.
 
-    Every float activation read by a node other than a ReLU: graph inputs and node outputs, not
-    initializers or Constant outputs; a node named in ``exclude`` reads its inputs unquantized.
+    Every activation read by a node other than a ReLU: float graph inputs and node outputs, not
+    initializers or Constant outputs (node output types are not checked, as in
+    :func:`~edgeres.calibrate.cache.cache_tensors`: integer shape tensors would be listed too; the
+    ResNets have none). A node named in ``exclude`` reads all its inputs unquantized (for an Add:
+    both, where the TensorRT placement leaves only the residual one).
     """
     graph = model.graph
     constants = {i.name for i in graph.initializer}
