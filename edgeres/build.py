@@ -29,8 +29,10 @@ from edgeres.calibrate.calibrators import DEFAULT_METHOD
 from edgeres.errors import BuildError
 from edgeres.targets import Target, load_target
 from edgeres.tensorrt_version import DEFAULT_TENSORRT, SUPPORTED, parse_version
-from edgeres.trt_rules import max_opset
-from edgeres.trtexec import TrtexecSpec, build_script_for_versions, check_spec, onnx_file_for, strongly_typed
+from edgeres.calibrate.qdq import DLA_QDQ_NAME
+from edgeres.trt_rules import dla_int8_mode, max_opset
+from edgeres.trtexec import FP16_SOURCES, ONNX_FOR_DLA, TrtexecSpec, build_script_for_versions, check_spec, onnx_file_for
+from edgeres.trtexec import strongly_typed
 
 FRONTENDS = ("onnx", "torch-tensorrt")
 DEFAULT_CALIB_SIZE = 512
@@ -156,6 +158,19 @@ class BuildPlan:
             dla_core=self.request.dla_core, gpu_fallback=True,
         )
 
+    def spec_for(self, version: str, input_shape: tuple[int, int, int] = (0, 0, 0)) -> TrtexecSpec:
+        """The spec TensorRT ``version`` builds: INT8 on DLA without --int8-mode takes that version's DLA mode
+        (:func:`edgeres.trt_rules.dla_int8_mode`: implicit before 11, the DLA Q/DQ model from 11)."""
+        s = self.spec(input_shape)
+        if self.request.dla_core is not None and self.precision == "int8" and self.request.int8_mode is None:
+            return dataclasses.replace(s, int8_mode=dla_int8_mode(version))
+        return s
+
+    def onnx_files(self) -> dict[str, str]:
+        """TensorRT version -> the bundle ONNX it builds from, for every served version (manifest ``onnx_for``)."""
+        specs = {v: self.spec_for(v) for v in self.bundle_versions}
+        return {v: onnx_file_for(s.precision, s.int8_mode, v, dla=s.dla_core is not None) for v, s in specs.items()}
+
 
 # ---- resolve ------------------------------------------------------------------------------------
 
@@ -173,10 +188,6 @@ def resolve_build(request: BuildRequest) -> BuildPlan:
     int8_mode = (r.int8_mode or target.int8_mode) if precision == "int8" else None
     target.check_dla_core(r.dla_core)
     notes: list[str] = []
-    if r.dla_core is not None and precision == "int8" and r.int8_mode is None and int8_mode != "calibrator":
-        # rule dla-implicit-int8: DLA runs INT8 from model.onnx + calib.cache before TensorRT 11
-        int8_mode = "calibrator"
-        notes.append("DLA INT8 uses implicit calibration: model.onnx + calib.cache (rule dla-implicit-int8)")
     own_model = r.arch is not None or r.weights is not None
     if precision == "int8" and own_model and r.calib_data is None:
         raise BuildError(
@@ -196,6 +207,9 @@ def resolve_build(request: BuildRequest) -> BuildPlan:
     engine_here, reason = (False, "a bundle was requested") if r.bundle_only else device_build.engine_possible_here(target, r.allow_mismatch)
     local_trt = device_build.installed_tensorrt_version() if engine_here else None
     trt_version = target.check_tensorrt(r.trt_version) if r.trt_version else (local_trt or target.default_tensorrt)
+    if r.dla_core is not None and precision == "int8" and r.int8_mode is None:
+        # rules dla-implicit-int8 (before 11: model.onnx + calib.cache) and dla-qdq-placement-11 (the DLA Q/DQ model)
+        int8_mode = dla_int8_mode(trt_version)
     needs_fp16 = precision in ("fp16", "int8") and any(
         strongly_typed(parse_version(v)) for v in (*target.tensorrt_versions, trt_version)
     )
@@ -210,6 +224,15 @@ def resolve_build(request: BuildRequest) -> BuildPlan:
     served_limits = [n for n in (max_opset(v) for v in served) if n is not None]
     plan = dataclasses.replace(plan, bundle_versions=served, left_out=left_out, needs_fp16_onnx=needs_fp16,
                                opset=min(served_limits) if served_limits else None)
+    if r.dla_core is not None and precision == "int8":
+        modes = {plan.spec_for(v).int8_mode for v in served}
+        if "calibrator" in modes:
+            notes.append("DLA INT8 before TensorRT 11 uses implicit calibration: model.onnx + calib.cache "
+                         "(rule dla-implicit-int8)")
+        if "qdq" in modes:
+            notes.append(f"DLA INT8 on TensorRT 11 builds {ONNX_FOR_DLA[(True, 'int8', 'qdq')]}, "
+                         "ModelOpt's DLA Q/DQ placement (rule dla-qdq-placement-11; not verified on a DLA)")
+        plan = dataclasses.replace(plan, notes=tuple(notes))
     if int8_mode == "calibrator" and not SUPPORTED["calibration_cache"].contains(trt_version):
         raise BuildError(
             f"edgeres writes calibration caches for TensorRT 8.5 to 10.x, received --trt-version {trt_version}; "
@@ -268,6 +291,12 @@ def _calibration_summary(report: Mapping[str, Any] | None) -> dict[str, Any] | N
     return summary
 
 
+def _sources(plan: BuildPlan) -> set[str]:
+    """The bundle ONNX files the served versions build from, and the FP32 files their typed copies come from."""
+    files = set(plan.onnx_files().values())
+    return files | {FP16_SOURCES[n][0] for n in files if n in FP16_SOURCES}
+
+
 def _cache_version(plan: BuildPlan) -> str:
     """The TensorRT version for the calibration cache header: the build's, else the newest <= 10.x."""
     def usable(v: str) -> bool:
@@ -324,22 +353,23 @@ def build(request: BuildRequest, *, report: Callable[[str], None] | None = None)
                 eval_dataset = _reference_eval_dataset(plan)
                 result = calibrate(tmp / "model.onnx", dataset, tmp, method=request.calib_method,
                                    trt_version=_cache_version(plan), eval_dataset=eval_dataset, progress=False,
-                                   timing=False)  # wall times would make identical builds differ
+                                   timing=False,  # wall times would make identical builds differ
+                                   dla=DLA_QDQ_NAME in _sources(plan))
                 calibration = _calibration_summary(result.report)
         if plan.needs_fp16_onnx:
             with timer.stage("fp16 onnx"):
                 from edgeres.precision import write_fp16_onnx
 
-                if plan.precision == "fp16":
-                    write_fp16_onnx(tmp / "model.onnx", tmp / "model.fp16.onnx")
-                else:
-                    write_fp16_onnx(tmp / "model.qdq.onnx", tmp / "model.qdq.fp16.onnx", qdq=True)
+                for typed in dict.fromkeys(n for n in plan.onnx_files().values() if n in FP16_SOURCES):
+                    source, qdq = FP16_SOURCES[typed]
+                    write_fp16_onnx(tmp / source, tmp / typed, qdq=qdq)
         fields = _manifest_fields(plan, spec, made.recipe, made.source, edgeres.__version__, calibration, dla_fallback)
         with timer.stage("compile" if plan.engine_here else "bundle"):
             from edgeres.bundle import file_entries, finish_bundle
 
             sha = {k: v["sha256"] for k, v in file_entries(tmp, [p.name for p in tmp.iterdir() if p.is_file()]).items()}
-            script = build_script_for_versions({v: spec for v in plan.bundle_versions}, target=plan.target.name,
+            script = build_script_for_versions({v: plan.spec_for(v, made.input_shape) for v in plan.bundle_versions},
+                                               target=plan.target.name,
                                                edgeres_version=edgeres.__version__, sha256=sha)
             manifest = finish_bundle(tmp, fields, script)
             if plan.engine_here:
@@ -370,9 +400,9 @@ def _bundle_versions(plan: BuildPlan) -> tuple[tuple[str, ...], tuple[str, ...]]
     for v in plan.target.tensorrt_versions:
         if v == plan.trt_version:
             continue
+        sv = plan.spec_for(v)
         try:
-            check_spec(s, v, compute_capability=plan.target.compute_capability)
-            onnx_file_for(s.precision, s.int8_mode, v)
+            check_spec(sv, v, compute_capability=plan.target.compute_capability)
         except BuildError as exc:
             left_out.append(f"TensorRT {v}: {exc}")
             continue
@@ -397,7 +427,7 @@ def _manifest_fields(plan: BuildPlan, spec: TrtexecSpec, recipe: Any, source: Ma
         dla_core=s.dla_core, gpu_fallback=s.gpu_fallback, tensorrt_version=plan.trt_version,
         tensorrt_versions=tuple(meant_for), recipe=recipe.to_dict() if recipe is not None else None,
         source=dict(source), edgeres_version=version, calibration=dict(calibration) if calibration else None,
-        onnx_for={v: onnx_file_for(s.precision, s.int8_mode, v) for v in meant_for},
+        onnx_for=plan.onnx_files(),
         dla_fallback=tuple(dla_fallback) if dla_fallback is not None else None,
     )
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from edgeres._timing import StageTimer
 from edgeres.errors import BuildError, BundleError, TensorRTUnavailableError
 from edgeres.targets import Target, compute_capability_mismatch
-from edgeres.trt_rules import RuleContext, check_rules
+from edgeres.trt_rules import RuleContext, check_rules, dla_int8_mode
 from edgeres.trtexec import onnx_file_for
 
 
@@ -79,13 +79,20 @@ def settings_for_bundle(folder: Path, manifest: Any, *, allow_mismatch: bool = F
     if why is not None and not allow_mismatch:
         raise BuildError(why)
     mode = manifest.int8_mode if manifest.precision == "int8" else None
+    dla = manifest.dla_core is not None
+    if dla and mode is not None and mode == dla_int8_mode(manifest.tensorrt_version):
+        # a DLA bundle made with the DLA INT8 mode of its version (edgeres.build.BuildPlan.spec_for) serves each listed
+        # version with that version's mode: implicit before 11, the DLA Q/DQ model from 11 (manifest onnx_for says so);
+        # a bundle stating another mode keeps it, and the rules below judge it
+        mode = dla_int8_mode(version)
     # the rule table (edgeres.trt_rules) for this TensorRT, before any work: one line naming the rule and the fix
     check_rules(RuleContext(trt_version=version, precision=manifest.precision, int8_mode=mode,
                             dla_core=manifest.dla_core, min_batch=manifest.min_batch, opt_batch=manifest.opt_batch,
                             max_batch=manifest.max_batch, compute_capability=expected, stage="compile"))
     # the file this version builds from: the weight-form rule for Q/DQ (8.5/8.6: model.qdq.trt8.onnx, 10.x:
-    # model.qdq.onnx), the typed ONNX for 11; manifest onnx_for records the same choice per listed version
-    onnx_name = onnx_file_for(manifest.precision, mode, version)
+    # model.qdq.onnx), the typed ONNX for 11 (model.qdq.dla.fp16.onnx on DLA); manifest onnx_for records the same
+    # choice per listed version
+    onnx_name = onnx_file_for(manifest.precision, mode, version, dla=dla)
     if onnx_name not in manifest.files:
         raise BundleError(
             f"TensorRT {version} compiles {manifest.precision} from {onnx_name}, which this bundle lacks "

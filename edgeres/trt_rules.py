@@ -192,15 +192,18 @@ RULES: tuple[TrtRule, ...] = (
         "qdq-translator -> calib.cache + the non-quantized model)",
     ),
     TrtRule(
-        "dla-qdq-placement-11", (11, 0), None, "error",
-        "TensorRT 11 removed implicit calibration, so INT8 on DLA needs a Q/DQ model with ModelOpt's DLA placement "
-        "(quantize(..., target_dla): Q/DQ on every tensor so the whole DLA region has INT8 scales, both Add inputs "
-        "quantized); edgeres does not write that placement yet",
-        "for INT8 on DLA use TensorRT 8.5-10.7 (--trt-version 10.3.0), or build FP16 on DLA (--precision fp16), or "
-        "INT8 on the GPU (drop --dla-core)",
-        "NVIDIA/Model-Optimizer PR #1661 'Add support for ONNX Q/DQ node placement for DLA' (--target_dla, "
-        "modelopt/onnx/quantization/quantize.py; 'On DLA, the whole DLA-eligible region is compiled as one node ... it "
-        "expects scales to be present throughout'; Q/DQ at every layer per NVIDIA's YOLOv5-on-Orin DLA QAT study)",
+        "dla-qdq-placement-11", (11, 0), None, "info",
+        "TensorRT 11 removed implicit calibration, so INT8 on DLA builds from a Q/DQ model with ModelOpt's DLA "
+        "placement (quantize(..., target_dla=True)): Q/DQ on every activation input of every node (graph input, both "
+        "Add inputs, pooling inputs and outputs, Flatten output, the classifier Gemm), none on tensors read only by "
+        "ReLU, so the whole DLA region has INT8 scales",
+        "with --dla-core, 11.x builds model.qdq.dla.fp16.onnx (model.qdq.dla.onnx typed FP16; scales of calib.cache); "
+        "manifest onnx_for, build.sh and edgeres compile pick it (edgeres.trtexec.onnx_file_for); not verified on a DLA",
+        "NVIDIA/Model-Optimizer PR #1661 'Add support for ONNX Q/DQ node placement for DLA' (--target_dla; "
+        "modelopt/onnx/quantization/int8.py quantize: every op type quantized, GEMV and small-Conv exclusions skipped; "
+        "'On DLA, the whole DLA-eligible region is compiled as one node ... it expects scales to be present "
+        "throughout'); onnxruntime quantization/operators/activation.py QDQRemovableActivation (ReLU input); "
+        "edgeres.calibrate.qdq.DLA_PLACEMENT_RULE, benchmarks/results/modelopt_dla_placement.txt",
     ),
     TrtRule(
         "strongly-typed-11", (11, 0), None, "error",
@@ -306,12 +309,6 @@ def _check_dla_implicit(ctx: RuleContext) -> str | None:
     return None
 
 
-def _check_dla_qdq_11(ctx: RuleContext) -> str | None:
-    if _dla(ctx) and ctx.precision == "int8" and _dla_supported(ctx.trt_version):
-        return f"INT8 on DLA with TensorRT {ctx.trt_version}"
-    return None
-
-
 CHECKS: Mapping[str, Callable[[RuleContext], str | None]] = {
     "int8-fast-path": _check_int8_fast,
     "edgeres-needs-8.5": _check_edgeres_min,
@@ -322,8 +319,16 @@ CHECKS: Mapping[str, Callable[[RuleContext], str | None]] = {
     "dla-precision": _check_dla_precision,
     "dla-static-shapes": _check_dla_static,
     "dla-implicit-int8": _check_dla_implicit,
-    "dla-qdq-placement-11": _check_dla_qdq_11,
 }
+
+
+def dla_int8_mode(version: VersionLike) -> str:
+    """How TensorRT ``version`` runs INT8 on DLA: ``"calibrator"`` (implicit, rule dla-implicit-int8) or ``"qdq"``.
+
+    Before 11, DLA runs implicit calibration only; from 11 (no implicit calibration), the Q/DQ model with the DLA
+    placement (rule dla-qdq-placement-11).
+    """
+    return "calibrator" if RULES_BY_ID["dla-implicit-int8"].covers(version) else "qdq"
 
 
 def violations(ctx: RuleContext) -> list[Violation]:

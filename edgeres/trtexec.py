@@ -16,7 +16,8 @@ extracted option lists are in ``tests/data/trtexec_documented_flags.json``):
   per-version rule (DLA static shapes, implicit INT8 on DLA, ...) are data in :mod:`edgeres.trt_rules`,
   which :func:`check_spec` applies.
 * Which ONNX each version builds from: :func:`onnx_file_for` (the Q/DQ weight form per version from
-  ``edgeres.calibrate.qdq.weight_form_for``: 8.x ``model.qdq.trt8.onnx``, 10.x ``model.qdq.onnx``).
+  ``edgeres.calibrate.qdq.weight_form_for``: 8.x ``model.qdq.trt8.onnx``, 10.x ``model.qdq.onnx``;
+  INT8 on DLA with 11.x: ``model.qdq.dla.fp16.onnx``, :data:`ONNX_FOR_DLA`).
 * ``build.sh``: :func:`build_script_for_versions` (every version of a bundle, picked by the installed
   TensorRT) or :func:`build_script` (one version).
 
@@ -77,6 +78,19 @@ ONNX_FOR = {
     (True, "fp32", None): "model.onnx",
     (True, "fp16", None): "model.fp16.onnx",
     (True, "int8", "qdq"): "model.qdq.fp16.onnx",
+}
+# the same for a DLA build (--dla-core), where it differs: TensorRT 11.x runs INT8 on DLA from the Q/DQ model with
+# ModelOpt's DLA placement (rule dla-qdq-placement-11, edgeres.calibrate.qdq.DLA_QDQ_NAME), typed FP16 for 11;
+# 8.x-10.x DLA INT8 is implicit (model.onnx + calib.cache, rule dla-implicit-int8), as in ONNX_FOR
+ONNX_FOR_DLA = {
+    (True, "int8", "qdq"): "model.qdq.dla.fp16.onnx",
+}
+# typed FP16 file (TensorRT 11) -> (the FP32 file it is written from, whether that file has Q/DQ), for
+# edgeres.precision.write_fp16_onnx
+FP16_SOURCES = {
+    "model.fp16.onnx": ("model.onnx", False),
+    "model.qdq.fp16.onnx": ("model.qdq.onnx", True),
+    "model.qdq.dla.fp16.onnx": ("model.qdq.dla.onnx", True),
 }
 # builder precision flags for TensorRT < 11 (the unquantized rest of an INT8 network runs FP16)
 PRECISION_FLAGS = {
@@ -152,10 +166,12 @@ class TrtexecSpec:
         return cls(**kw)
 
 
-def onnx_file_for(precision: str, int8_mode: str | None, trt_version: str) -> str:
-    """The bundle ONNX file that TensorRT ``trt_version`` compiles for this precision."""
+def onnx_file_for(precision: str, int8_mode: str | None, trt_version: str, *, dla: bool = False) -> str:
+    """The bundle ONNX file that TensorRT ``trt_version`` compiles for this precision (``dla``: on a DLA core)."""
     version = parse_version(trt_version, error=BuildError)
     key = (strongly_typed(version), precision, int8_mode if precision == "int8" else None)
+    if dla and key in ONNX_FOR_DLA:
+        return ONNX_FOR_DLA[key]
     if key not in ONNX_FOR:
         if precision == "int8" and strongly_typed(version):
             raise BuildError(
@@ -236,7 +252,7 @@ def check_spec(spec: TrtexecSpec, trt_version: str, *, compute_capability: tuple
         )
     # the documented per-version rules (DLA availability, precision, static shapes, implicit INT8, ...)
     check_rules(rule_context(spec, trt_version, stage=stage, compute_capability=compute_capability))
-    onnx_file_for(spec.precision, spec.int8_mode, trt_version)
+    onnx_file_for(spec.precision, spec.int8_mode, trt_version, dla=spec.dla_core is not None)
     return version
 
 
@@ -257,7 +273,8 @@ def trtexec_argv(spec: TrtexecSpec, trt_version: str, *, trtexec: str = "trtexec
     version = check_spec(spec, trt_version)
     check_input_shape(spec.input_shape)
     mode = spec.int8_mode if spec.precision == "int8" else None
-    argv = [trtexec, f"--onnx={onnx_file_for(spec.precision, mode, trt_version)}", f"--saveEngine={spec.plan}"]
+    argv = [trtexec, f"--onnx={onnx_file_for(spec.precision, mode, trt_version, dla=spec.dla_core is not None)}",
+            f"--saveEngine={spec.plan}"]
     argv += [
         f"--minShapes={_shape(spec, spec.min_batch)}",
         f"--optShapes={_shape(spec, spec.opt_batch)}",

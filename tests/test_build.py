@@ -336,23 +336,66 @@ def test_dla_bundle_is_implicit_int8_with_static_shapes_and_a_fallback_report(tm
     manifest = verify_bundle(out)
     assert manifest.int8_mode == "calibrator" and "rule dla-implicit-int8" in result.stderr, result.stderr
     assert (manifest.min_batch, manifest.opt_batch, manifest.max_batch) == (2, 2, 2), "min = opt = max on DLA"
-    assert manifest.onnx_for == {"8.5.2": "model.onnx", "8.6.2": "model.onnx", "10.3.0": "model.onnx"}, manifest.onnx_for
-    assert "left out TensorRT 11.4.1: rule dla-qdq-placement-11" in result.stderr, f"11.4 left out, why: {result.stderr}"
+    assert manifest.onnx_for == {"8.5.2": "model.onnx", "8.6.2": "model.onnx", "10.3.0": "model.onnx",
+                                 "11.4.1": "model.qdq.dla.fp16.onnx"}, manifest.onnx_for
+    assert "rule dla-qdq-placement-11" in result.stderr and "left out" not in result.stderr, result.stderr
+    assert {"model.qdq.dla.onnx", "model.qdq.dla.fp16.onnx"} <= set(manifest.files), sorted(manifest.files)
+    assert "model.qdq.fp16.onnx" not in manifest.files, "a DLA bundle carries no GPU-placement typed Q/DQ for 11.x"
     script = (out / "build.sh").read_text()
     for flag in ("--onnx=model.onnx", "--int8", "--calib=calib.cache", "--useDLACore=1", "--allowGPUFallback",
-                 "--minShapes=input:2x1x32x32", "--maxShapes=input:2x1x32x32"):
+                 "--minShapes=input:2x1x32x32", "--maxShapes=input:2x1x32x32", "--onnx=model.qdq.dla.fp16.onnx"):
         assert flag in script, f"{flag} in build.sh"
-    assert "--onnx=model.qdq" not in script, "DLA before TensorRT 11 never builds a Q/DQ model"
+    import subprocess
+
+    for banner, version in (("100300", "10.3.0"), ("110401", "11.4.1")):  # build.sh with a stand-in trtexec
+        env = _stub_path(tmp_path, banner)
+        done = subprocess.run(["sh", str(out / "build.sh")], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, f"build.sh for {version}: {done.stdout}{done.stderr}"
+        args = (tmp_path / "args.txt").read_text().split()
+        assert f"--onnx={manifest.onnx_for[version]}" in args and "--useDLACore=1" in args, f"{version}: {args}"
+        implicit = version != "11.4.1"  # rule dla-implicit-int8 before 11; 11 is strongly typed (no --int8/--calib)
+        assert ("--calib=calib.cache" in args) == implicit and ("--int8" in args) == implicit, f"{version}: {args}"
+    _assert_dla_qdq_files(out)
     ops = {f["op"] for f in manifest.dla_fallback}
     assert {"GlobalAveragePool", "Gemm"} <= ops and not ops & {"Conv", "Relu", "Add"}, f"fallback ops: {ops}"
     gap = next(f for f in manifest.dla_fallback if f["op"] == "GlobalAveragePool")
     assert f"DLA -> GPU fallback: {gap['layer']} (GlobalAveragePool)" in result.stderr, "printed in the build output"
 
 
+def _assert_dla_qdq_files(out: Path) -> None:
+    """model.qdq.dla.onnx has ModelOpt's DLA placement with calib.cache's scales; its FP16 copy is typed FP16."""
+    import onnx
+
+    from edgeres.calibrate.cache import parse_calibration_cache
+    from edgeres.calibrate.qdq import dla_quantized_activations
+
+    fp32, dla = onnx.load(str(out / "model.onnx")), onnx.load(str(out / "model.qdq.dla.onnx"))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in dla.graph.initializer}
+    q = {n.input[0]: float(inits[n.input[1]]) for n in dla.graph.node if n.op_type == "QuantizeLinear"}
+    _, _, cache = parse_calibration_cache((out / "calib.cache").read_text())
+    assert set(q) == set(dla_quantized_activations(fp32)), f"every tensor but ReLU inputs: {sorted(q)[:6]}"
+    assert all(abs(q[t] - cache[t]) <= 1e-7 * cache[t] for t in q), "the DLA model states calib.cache's scales"
+    typed = onnx.load(str(out / "model.qdq.dla.fp16.onnx"))
+    fp16 = {i.name for i in typed.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    assert fp16 and sum(n.op_type == "QuantizeLinear" for n in typed.graph.node) == len(q), "typed FP16, same pairs"
+
+
+@pytest.mark.skipif(not HAS_CALIBRATE, reason="needs edgeres.calibrate.calibrate")
+def test_dla_build_for_tensorrt_11_is_the_dla_qdq_model(tmp_path: Path, weights: Path, calib_npy: Path) -> None:
+    out = tmp_path / "dla11"
+    result = run("build", "--target", "jetson-orin", "--arch", "resnet20", "--weights", str(weights),
+                 "--calib-data", str(calib_npy), "--dla-core", "0", "--trt-version", "11.4.1", "-o", str(out))
+    assert result.exit_code == 0, result.output + result.stderr
+    manifest = verify_bundle(out)
+    assert manifest.int8_mode == "qdq" and manifest.tensorrt_version == "11.4.1", (manifest.int8_mode, manifest.tensorrt_version)
+    assert manifest.onnx_for["11.4.1"] == "model.qdq.dla.fp16.onnx" and manifest.onnx_for["10.3.0"] == "model.onnx", (
+        manifest.onnx_for)
+    _assert_dla_qdq_files(out)
+
+
 @pytest.mark.parametrize("args, needles", [
     (["--dla-core", "0", "--max-batch", "8"], ["rule dla-static-shapes", "1/1/8", "--batch N"]),
     (["--dla-core", "0", "--int8-mode", "qdq"], ["rule dla-implicit-int8", "drop --int8-mode qdq"]),
-    (["--dla-core", "0", "--trt-version", "11.4.1"], ["rule dla-qdq-placement-11", "--trt-version 10.3.0"]),
     (["--dla-core", "0", "--precision", "fp32"], ["rule dla-precision", "fp16 or int8"]),
 ])
 def test_refused_dla_builds_name_the_rule(tmp_path: Path, args: list[str], needles: list[str]) -> None:

@@ -31,6 +31,7 @@ def test_outputs_and_reproducibility(model_path, tmp_path) -> None:
     ra.pop("timing"), rb.pop("timing")
     assert ra == rb, "report (timings aside) differs across batch sizes"
     assert not (tmp_path / "a" / "model.onnx").exists(), "calibrate() must not write model.onnx"
+    assert a.dla_qdq_path is None and not (tmp_path / "a" / "model.qdq.dla.onnx").exists(), "DLA model only when asked"
     assert a.ort_qdq_path is not None and a.ort_qdq_path.is_file(), "the onnxruntime-placement model is written too"
     assert a.ort_qdq_path.read_bytes() == (tmp_path / "b" / "model.qdq.ort.onnx").read_bytes(), "ORT variant differs across batch sizes"
     assert (tmp_path / "a" / "calib.cache").read_text().startswith("TRT-8502-EntropyCalibration2\n"), "cache header"
@@ -237,3 +238,19 @@ def test_cli_full_disk_and_foreign_folder(tmp_path, monkeypatch) -> None:
     errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
     assert full.exit_code == 2 and len(errors) == 1 and "No space left on device" in errors[0], full.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rgb.npz", "user"], f"nothing written: {list(tmp_path.iterdir())}"
+
+
+def test_dla_option_writes_the_dla_placement_with_the_cache_scales(model_path, tmp_path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeres.calibrate.qdq import dla_quantized_activations
+
+    result = calibrate(model_path, tiny_dataset(8), tmp_path / "d", progress=False, timing=False, dla=True)
+    assert result.dla_qdq_path == tmp_path / "d" / "model.qdq.dla.onnx" and result.dla_qdq_path.is_file(), result.dla_qdq_path
+    dla = onnx.load(str(result.dla_qdq_path))
+    inits = {i.name: numpy_helper.to_array(i) for i in dla.graph.initializer}
+    q = {n.input[0]: float(inits[n.input[1]]) for n in dla.graph.node if n.op_type == "QuantizeLinear"}
+    cached = read_calibration_cache(result.cache_path)
+    assert set(q) == set(dla_quantized_activations(onnx.load(str(model_path)))), "every tensor of the DLA rule"
+    assert all(q[t] == pytest.approx(cached[t], rel=1e-6) for t in q), "one scale per tensor: the cache's"

@@ -189,3 +189,67 @@ def test_weight_form_rules() -> None:
     assert all(rule.source and rule.graph for rule in WEIGHT_FORM_RULES), "every weight-form rule names its source"
     with pytest.raises(CalibrationError, match="weight form"):
         qdq_model(onnx.ModelProto(), {}, weight_form="int4")
+
+
+# ---- placement "dla": ModelOpt's --target_dla (TensorRT 11.x INT8 on DLA) -------------------------
+
+def test_dla_placement_quantizes_every_tensor_modelopt_does(resnet18) -> None:
+    """ModelOpt 0.47 --target_dla on ResNet-18 (benchmarks/results/modelopt_dla_placement.txt): every activation input
+    of every node through Q/DQ (graph input, both Add inputs, pooling in/out, Flatten out, classifier), ReLU inputs not."""
+    dla = qdq_model(resnet18, _fake_scales(resnet18), placement="dla")
+    producers = _producers(dla)
+    per_tensor = _quantize_nodes(dla)
+    acts = {t: c for t, c in per_tensor.items() if not t.endswith("weight")}
+    assert set(acts.values()) == {1}, f"one QuantizeLinear per tensor, shared by its consumers: {acts}"
+    graph_input = resnet18.graph.input[0].name
+    assert graph_input in acts, "the graph input is quantized (the DLA region starts at the input)"
+
+    def reads_dq(node, k):
+        p = producers.get(node.input[k])
+        return p is not None and p.op_type == "DequantizeLinear"
+
+    ops = Counter()
+    for node in dla.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        ops[node.op_type] += 1
+        if node.op_type == "Relu":
+            assert not reads_dq(node, 0) and node.input[0] not in acts, f"{node.name}: a ReLU input stays unquantized"
+        elif node.op_type == "Add":
+            assert reads_dq(node, 0) and reads_dq(node, 1), f"{node.name}: both Add inputs are quantized on DLA"
+        elif node.op_type in ("Conv", "Gemm"):
+            assert reads_dq(node, 0) and reads_dq(node, 1), f"{node.name}: activation and weight quantized (classifier too)"
+        else:  # MaxPool, GlobalAveragePool, Flatten: input quantized, so pooling outputs are quantized by their users
+            assert reads_dq(node, 0), f"{node.name} ({node.op_type}): its input is quantized on DLA"
+    assert ops["Add"] == 8 and ops["Gemm"] == 1, f"ResNet-18 graph: {ops}"
+    outputs = {o.name for o in dla.graph.output}
+    assert not outputs & set(acts), "the logits (graph output) are not quantized"
+    trt = set(quantized_activations(resnet18))
+    assert trt < set(acts), f"DLA quantizes a superset of the TensorRT placement's tensors: {trt - set(acts)}"
+
+
+def test_dla_placement_weights_scales_and_onnxruntime(calibrated) -> None:
+    """Same weights as the other forms; the cache's scales; runs on onnxruntime close to the TensorRT placement."""
+    from edgeres.calibrate.cache import cache_scales
+
+    model, scales = calibrated
+    every = cache_scales(model, scales, quantized_activations(model))
+    dla = qdq_model(model, every, placement="dla")
+    trt = qdq_model(model, scales, quantize_classifier=True)
+    a, b = dequantized_weights(dla), dequantized_weights(trt)
+    assert set(a) == set(b) and a, f"the same weights are quantized: {sorted(set(a) ^ set(b))}"
+    for name in a:
+        assert np.array_equal(a[name], b[name]), f"{name}: DLA and TensorRT placements dequantize differently"
+    inits = {i.name: numpy_helper.to_array(i) for i in dla.graph.initializer}
+    for node in dla.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in every:
+            assert float(inits[node.input[1]]) == np.float32(every[node.input[0]]), f"{node.input[0]}: cache scale"
+    data = tiny_dataset(16, seed=9)
+    ref, out_trt, out_dla = run_onnx(model, data), run_onnx(trt, data), run_onnx(dla, data)
+    s_trt, s_dla, s_pair = sqnr_db(ref, out_trt), sqnr_db(ref, out_dla), sqnr_db(out_trt, out_dla)
+    # the DLA placement adds roundings (Add inputs, pooling outputs, Flatten): a little below the TensorRT placement
+    assert s_dla > 20 and s_dla > s_trt - 6, f"logits SQNR vs FP32: DLA {s_dla:.1f} dB, TensorRT placement {s_trt:.1f} dB"
+    assert s_pair > 20, f"DLA vs TensorRT-placement logits SQNR {s_pair:.1f} dB"
+    pool_out = next(n.output[0] for n in model.graph.node if n.op_type == "GlobalAveragePool")
+    with pytest.raises(CalibrationError, match="no calibration scale for tensor"):
+        qdq_model(model, {k: v for k, v in every.items() if k != pool_out}, placement="dla")  # never a guessed scale

@@ -43,8 +43,6 @@ CASES = {
                           dataclasses.replace(OK, int8_mode="calibrator", dla_core=0, min_batch=8, opt_batch=8, max_batch=8)),
     "dla-implicit-int8": (dataclasses.replace(OK, trt_version="8.6.2", dla_core=1),
                           dataclasses.replace(OK, trt_version="8.6.2", int8_mode="calibrator", dla_core=1)),
-    "dla-qdq-placement-11": (dataclasses.replace(OK, trt_version="11.4.1", dla_core=0),
-                             dataclasses.replace(OK, trt_version="11.4.1", precision="fp16", int8_mode=None, dla_core=0)),
 }
 
 
@@ -86,7 +84,18 @@ def test_rules_apply_only_within_their_versions() -> None:
     ids = {v.rule.id for v in violations(dla_qdq)}
     assert "dla-implicit-int8" in ids and "dla-qdq-placement-11" not in ids, f"8.6 DLA: implicit only: {ids}"
     ids11 = {v.rule.id for v in violations(dataclasses.replace(dla_qdq, trt_version="11.4.1"))}
-    assert "dla-qdq-placement-11" in ids11 and "dla-implicit-int8" not in ids11, f"11.4 DLA: Q/DQ placement: {ids11}"
+    assert not ids11, f"11.4 DLA INT8 is Q/DQ (the DLA placement), nothing refuses it: {ids11}"
+    placement = next(r for r in RULES if r.id == "dla-qdq-placement-11")
+    assert placement.severity == "info" and placement.covers("11.4.1") and not placement.covers("10.3.0"), placement
+    assert "model.qdq.dla.fp16.onnx" in placement.fix and "target_dla" in placement.rule + placement.source, placement
+
+
+def test_dla_int8_mode_follows_the_two_dla_rules() -> None:
+    from edgeres.trt_rules import dla_int8_mode
+
+    modes = {v: dla_int8_mode(v) for v in ("8.5.2", "8.6.2", "10.3.0", "10.7.0", "11.4.1")}
+    assert modes == {"8.5.2": "calibrator", "8.6.2": "calibrator", "10.3.0": "calibrator", "10.7.0": "calibrator",
+                     "11.4.1": "qdq"}, f"implicit before 11, the DLA Q/DQ model from 11: {modes}"
     assert not violations(OK), f"a plain GPU INT8 build on 10.3 breaks nothing: {violations(OK)}"
 
 
@@ -126,10 +135,10 @@ def _stand_in(monkeypatch: pytest.MonkeyPatch, version: str) -> None:
     monkeypatch.setattr(edgeres.trt, "local_compute_capability", lambda: (8, 7), raising=False)
 
 
-def _bundle(tmp_path: Path, **fields: object) -> tuple[Path, object]:
+def _bundle(tmp_path: Path, extra_files: tuple[str, ...] = (), **fields: object) -> tuple[Path, object]:
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("model.onnx", "model.qdq.onnx", "model.qdq.trt8.onnx"):
+    for name in ("model.onnx", "model.qdq.onnx", "model.qdq.trt8.onnx", *extra_files):
         (src / name).write_bytes(name.encode())
     (src / "calib.cache").write_text("TRT-100300-EntropyCalibration2\ninput: 3c010a14\n")
     manifest = make_bundle(tmp_path / "b", {p.name: p for p in src.iterdir()}, {**FIELDS, **fields}, "#!/bin/sh\n")
@@ -145,6 +154,21 @@ def test_compile_builds_the_file_the_manifest_names_for_the_version(tmp_path: Pa
     _stand_in(monkeypatch, version)
     settings = settings_for_bundle(folder, manifest)
     assert Path(settings.onnx_path).name == manifest.onnx_for[version], f"TensorRT {version}: {settings.onnx_path}"
+
+
+def test_compile_on_11_with_dla_builds_the_dla_qdq_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DLA bundle (manifest int8_mode calibrator for 8.5-10.x) compiled by TensorRT 11.4: the DLA Q/DQ file, mode qdq."""
+    from edgeres.device_build import settings_for_bundle
+
+    files = {"11.4.1": "model.qdq.dla.fp16.onnx", "10.3.0": "model.onnx"}
+    folder, manifest = _bundle(tmp_path, dla_core=0, max_batch=1, int8_mode="calibrator",
+                               tensorrt_versions=("10.3.0", "11.4.1"), onnx_for=files,
+                               extra_files=("model.qdq.dla.fp16.onnx",))
+    for version, name in files.items():
+        _stand_in(monkeypatch, version)
+        settings = settings_for_bundle(folder, manifest)
+        assert Path(settings.onnx_path).name == name == manifest.onnx_for[version], f"TensorRT {version}: {settings.onnx_path}"
+        assert settings.int8_mode == ("qdq" if version == "11.4.1" else "calibrator"), f"{version}: {settings.int8_mode}"
 
 
 def test_compile_refuses_rules_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

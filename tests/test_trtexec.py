@@ -18,7 +18,7 @@ import pytest
 
 from edgeres.errors import BuildError
 from edgeres.tensorrt_version import TensorRTVersion, parse_version
-from edgeres.trtexec import TRTEXEC_FLAGS, TrtexecSpec, build_script, flag_supported, trtexec_argv
+from edgeres.trtexec import TRTEXEC_FLAGS, TrtexecSpec, build_script, flag_supported, onnx_file_for, trtexec_argv
 
 DOCUMENTED = json.loads((Path(__file__).parent / "data" / "trtexec_documented_flags.json").read_text())["versions"]
 # versions the shipped targets use, mapped to the release branch whose options they parse
@@ -106,8 +106,11 @@ def test_shapes_and_dla() -> None:
         trtexec_argv(dataclasses.replace(dla, int8_mode="qdq"), "8.6.2")
     with pytest.raises(BuildError, match="^rule dla-static-shapes: DLA profile min/opt/max batch 1/4/4"):
         trtexec_argv(dataclasses.replace(dla, min_batch=1), "10.3.0")
-    with pytest.raises(BuildError, match="^rule dla-qdq-placement-11: .*--trt-version 10.3.0"):
-        trtexec_argv(dataclasses.replace(dla, int8_mode="qdq"), "11.4.1")
+    argv11 = trtexec_argv(dataclasses.replace(dla, int8_mode="qdq"), "11.4.1")
+    assert {"--onnx=model.qdq.dla.fp16.onnx", "--useDLACore=1", "--allowGPUFallback"} <= set(argv11), (
+        f"11.x DLA INT8 builds the DLA-placement Q/DQ model, typed FP16 (rule dla-qdq-placement-11): {argv11}")
+    assert not {"--int8", "--fp16", "--calib=calib.cache"} & set(argv11), f"11.x is strongly typed: {argv11}"
+    assert onnx_file_for("int8", "qdq", "11.4.1") == "model.qdq.fp16.onnx", "on the GPU 11.x keeps the TensorRT placement"
     with pytest.raises(BuildError, match="no DLA support"):
         trtexec_argv(TrtexecSpec("fp16", SHAPE, dla_core=0), "11.1.0")
     assert "--useDLACore=0" in trtexec_argv(TrtexecSpec("fp16", SHAPE, dla_core=0), "11.4.1"), "DLA back in 11.4"

@@ -52,7 +52,7 @@ from edgeres.calibrate.calibrators import (
     scale_from_amax,
 )
 from edgeres.calibrate.qdq import qdq_model, qdq_summary, quantizable_layers, quantized_activations, weighted_nodes
-from edgeres.calibrate.qdq import unquantized_layers, weight_form_rule
+from edgeres.calibrate.qdq import DLA_QDQ_NAME, unquantized_layers, weight_form_rule
 from edgeres.calibrate.report import LayerErrorAccumulator, format_table, json_safe, layer_macs, layer_rows, tensor_rows
 from edgeres.calibrate.sensitivity import LayerSums, evaluation_graph, worst_isolated
 from edgeres.calibrate.stats import check_input_shape, collect_statistics, observed_tensors, session_with_outputs
@@ -90,6 +90,7 @@ class CalibrationResult:
     scales: dict[str, float]
     ort_qdq_path: Path | None = None
     qdq_paths: dict[str, Path] = dataclasses.field(default_factory=dict)  # weight form -> Q/DQ file
+    dla_qdq_path: Path | None = None  # model.qdq.dla.onnx (placement "dla", TensorRT 11.x DLA), when asked
 
     @property
     def table(self) -> str:
@@ -432,6 +433,7 @@ class Artifacts:
     ort_qdq_bytes: bytes
     cache_text: str
     form_bytes: dict[str, bytes] = dataclasses.field(default_factory=dict)  # other weight forms -> Q/DQ ONNX
+    dla_qdq_bytes: bytes | None = None  # placement "dla" (edgeres.calibrate.qdq.DLA_QDQ_NAME), when asked
 
 
 class _Stopwatch:
@@ -569,11 +571,13 @@ def budget_search_from_evaluation(
     return Int8Evaluation(qdq, metrics, tuple(excluded)), BudgetOutcome(tuple(excluded), met, tuple(ranking), tuple(trail))
 
 
-def artifacts_from_evaluation(model: Any, thresholds: Thresholds, int8: Int8Evaluation, options: CalibrationOptions) -> Artifacts:
+def artifacts_from_evaluation(model: Any, thresholds: Thresholds, int8: Int8Evaluation, options: CalibrationOptions,
+                              dla: bool = False) -> Artifacts:
     """Serialize the final Q/DQ model (each weight form), its onnxruntime-placement twin and the TensorRT cache.
 
     The cache lists every tensor of the model, with scales consistent with the Q/DQ model
-    (:func:`edgeres.calibrate.cache.cache_scales`).
+    (:func:`edgeres.calibrate.cache.cache_scales`). ``dla``: also the DLA-placement model (the
+    cache's scales on every tensor, same excluded layers; ``qdq_model(placement="dla")``).
     """
     excluded, classifier = list(int8.excluded), options.quantize_classifier
     ort = qdq_model(model, thresholds.scales, exclude=excluded, placement="onnxruntime", quantize_classifier=classifier)
@@ -583,8 +587,10 @@ def artifacts_from_evaluation(model: Any, thresholds: Thresholds, int8: Int8Eval
         for form in options.forms if form != "int8"
     }
     quantized = quantized_activations(model, excluded, quantize_classifier=classifier)
-    cache = calibration_cache_text(cache_scales(model, thresholds.scales, quantized), options.trt_version)
-    return Artifacts(int8.qdq.SerializeToString(), ort.SerializeToString(), cache, forms)
+    every = cache_scales(model, thresholds.scales, quantized)
+    cache = calibration_cache_text(every, options.trt_version)
+    dla_bytes = qdq_model(model, every, exclude=excluded, placement="dla").SerializeToString() if dla else None
+    return Artifacts(int8.qdq.SerializeToString(), ort.SerializeToString(), cache, forms, dla_bytes)
 
 
 def report_from_steps(
@@ -680,6 +686,8 @@ def write_outputs(out_dir: Path, artifacts: Artifacts, text: str) -> tuple[dict[
         for form, data in artifacts.form_bytes.items():
             (staging / names[form]).write_bytes(data)
         (staging / ORT_QDQ_NAME).write_bytes(artifacts.ort_qdq_bytes)
+        if artifacts.dla_qdq_bytes is not None:
+            (staging / DLA_QDQ_NAME).write_bytes(artifacts.dla_qdq_bytes)
         (staging / CACHE_NAME).write_text(artifacts.cache_text, encoding="utf-8")
         (staging / REPORT_NAME).write_text(text, encoding="utf-8")
     return {f: out_dir / n for f, n in names.items()}, out_dir / ORT_QDQ_NAME, out_dir / CACHE_NAME, out_dir / REPORT_NAME
@@ -705,6 +713,7 @@ def calibrate(
     check_dataset: Any = None,
     warnings: Sequence[str] = (),
     phase_times: dict[str, float] | None = None,
+    dla: bool = False,
 ) -> CalibrationResult:
     """Calibrate a folded FP32 ONNX model for INT8 and write the Q/DQ model, cache and report.
 
@@ -739,6 +748,8 @@ def calibrate(
             calibration set's own.
         warnings: warnings found before calibration (the front end's), recorded in the report.
         phase_times: wall times of earlier phases (the front end's), put first in ``timing``.
+        dla: also write ``model.qdq.dla.onnx``, ModelOpt's DLA placement (``--target_dla``) with the
+            cache's scales, which TensorRT 11.x builds INT8 on DLA from (not verified on a DLA).
 
     Raises:
         CalibrationError, DataError, OutputPathError: bad arguments or data;
@@ -795,10 +806,10 @@ def calibrate(
                                    isolated_sqnr=joint.isolated_sqnr, evaluation=evaluation, stability=stability,
                                    check=check, warnings=all_warnings)
         with shown.phase("serialize", None, unit="files"):
-            artifacts = artifacts_from_evaluation(model, thresholds, int8, options)
+            artifacts = artifacts_from_evaluation(model, thresholds, int8, options, dla=dla)
         clock.lap("serialize_s")
         times = {**(phase_times or {}), **clock.total()} if timing else None
         qdq_paths, ort_path, cache_path, report_path = write_outputs(out_dir, artifacts, report_text(report, times))
     full_report = report if times is None else {**report, "timing": times}
     return CalibrationResult(qdq_paths["int8"], cache_path, report_path, full_report, list(int8.excluded), thresholds.scales,
-                             ort_path, qdq_paths)
+                             ort_path, qdq_paths, out_dir / DLA_QDQ_NAME if dla else None)

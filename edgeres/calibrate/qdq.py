@@ -37,6 +37,26 @@ feeding an Add get their own scale (one extra rounding TensorRT does not do),
 so this variant is for CPU deployment and latency; accuracy is measured on the
 TensorRT placement.
 
+``placement="dla"`` is NVIDIA ModelOpt's DLA placement (``quantize(..., target_dla=True)``,
+``--target_dla``; NVIDIA/Model-Optimizer PR #1661, ``modelopt/onnx/quantization/int8.py``
+``quantize``: with ``target_dla`` every op type of the model is quantizable, ``nodes_to_quantize`` is
+every node, and neither the GEMV exclusion ``find_nodes_from_matmul_to_exclude`` nor the small-Conv
+exclusion ``find_nodes_from_convs_to_exclude`` runs; ``ort_utils.configure_ort`` keeps outputs
+unquantized and one pair per tensor). What that yields on a ResNet (ModelOpt 0.47 run on ResNet-18/50,
+``benchmarks/results/modelopt_dla_placement.txt``; :data:`DLA_PLACEMENT_RULE`): every activation
+input of every node is read through Q/DQ, i.e. the graph input, both inputs of every Add (the Conv
+output too), the MaxPool and GlobalAveragePool inputs and outputs, the Flatten output and the
+classifier Gemm with its weight; only tensors read by nothing but a ReLU are not (onnxruntime's
+``QDQRemovableActivation`` leaves a ReLU whose input is not quantized alone). TensorRT 11 compiles the
+whole DLA region as one loadable that needs an INT8 scale on every tensor (PR #1661: "it expects
+scales to be present throughout"; NVIDIA's YOLOv5-on-Orin DLA QAT study: "the more available scales,
+the lower the latency"). :func:`~edgeres.calibrate.api.calibrate` gives it the calibration cache's
+scales (:func:`~edgeres.calibrate.cache.cache_scales`, one scale per tensor), so a TensorRT 11 DLA
+engine from this model computes what the implicit TensorRT 8.5-10.x DLA engine computes from
+``model.onnx`` + ``calib.cache``. Weights are INT8 (the
+TensorRT 10+ form); the file is ``model.qdq.dla.onnx`` (:data:`DLA_QDQ_NAME`). Not verified on a
+DLA: no TensorRT or Orin here.
+
 Not verified here (no TensorRT on the build machine): that each TensorRT version
 parses and fuses these graphs as its documentation and parser source say.
 """
@@ -54,7 +74,21 @@ from edgeres.tensorrt_version import parse_version
 
 QUANTIZED_OPS = ("Conv", "Gemm")
 POOLING_OPS = ("GlobalAveragePool",)  # inputs quantized: pooling does not commute with Q/DQ
-PLACEMENTS = ("tensorrt", "onnxruntime")
+PLACEMENTS = ("tensorrt", "onnxruntime", "dla")
+DLA_QDQ_NAME = "model.qdq.dla.onnx"  # placement "dla", INT8 weights: TensorRT 11.x INT8 on DLA
+# placement -> whether the classifier Gemm is quantized when quantize_classifier is not given: ModelOpt
+# excludes it as a GEMV except with target_dla (int8.py: "if enable_gemv_detection_for_trt and not
+# (autotune or kwargs.get('target_dla', False))")
+CLASSIFIER_QUANTIZED_BY_DEFAULT = {"tensorrt": False, "onnxruntime": False, "dla": True}
+# ops whose input ModelOpt's DLA placement leaves unquantized: onnxruntime's QDQRemovableActivation
+# (onnxruntime/python/tools/quantization/operators/activation.py: "If input to this node is not quantized
+# then keep this node"), and ModelOpt disables output quantization, so nothing quantizes a ReLU's input
+DLA_UNQUANTIZED_INPUT_OPS = ("Relu",)
+DLA_PLACEMENT_RULE = (
+    "Q/DQ on every activation input of every node (graph input, both Add inputs, pooling inputs and outputs, "
+    "Flatten output, classifier Gemm), one pair per tensor; not on a tensor read only by ReLU; weights per "
+    "output channel (NVIDIA/Model-Optimizer PR #1661 --target_dla, modelopt/onnx/quantization/int8.py)"
+)
 # ops a classifier's output may pass through on its way to a graph output
 _HEAD_PASS_THROUGH = ("Identity", "Softmax", "LogSoftmax", "Flatten", "Reshape", "Squeeze")
 
@@ -251,6 +285,29 @@ def quantized_activations(model: Any, exclude: Iterable[str] = (), *, quantize_c
     return names
 
 
+def dla_quantized_activations(model: Any, exclude: Iterable[str] = ()) -> list[str]:
+    """Tensors that get Q/DQ in the DLA placement (:data:`DLA_PLACEMENT_RULE`), in graph order of first use.
+
+    Every activation read by a node other than a ReLU: float graph inputs and node outputs, not
+    initializers or Constant outputs (node output types are not checked, as in
+    :func:`~edgeres.calibrate.cache.cache_tensors`: integer shape tensors would be listed too; the
+    ResNets have none). A node named in ``exclude`` reads all its inputs unquantized (for an Add:
+    both, where the TensorRT placement leaves only the residual one).
+    """
+    graph = model.graph
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    activations = {v.name for v in graph.input if v.type.tensor_type.elem_type == 1}
+    activations |= {o for n in graph.node for o in n.output}
+    excluded = set(exclude)
+    names: list[str] = []
+    for node in graph.node:
+        if node.op_type in DLA_UNQUANTIZED_INPUT_OPS or node.op_type == "Constant" or node.name in excluded:
+            continue
+        names += [t for t in node.input if t and t in activations and t not in constants and t not in names]
+    return names
+
+
 def _output_scales(model: Any, quantized: list[str], scales: Mapping[str, float], excluded: set[str]) -> dict[str, float]:
     """Extra output Q/DQ of the onnxruntime placement: tensor -> scale."""
     consumers = _consumers(model)
@@ -319,7 +376,7 @@ def qdq_model(
     exclude: Iterable[str] = (),
     placement: str = "tensorrt",
     weight_form: str = DEFAULT_WEIGHT_FORM,
-    quantize_classifier: bool = False,
+    quantize_classifier: bool | None = None,
 ) -> Any:
     """A new ModelProto with Q/DQ nodes inserted (``model`` is not modified).
 
@@ -328,10 +385,14 @@ def qdq_model(
         scales: activation tensor name -> INT8 scale (amax / 127).
         exclude: names of Conv/Gemm nodes left unquantized (run at higher precision), of
             residual Adds whose residual input stays unquantized, or of GlobalAveragePools.
-        placement: ``"tensorrt"`` (the default, see module docstring) or ``"onnxruntime"``.
+        placement: ``"tensorrt"`` (the default, see module docstring), ``"onnxruntime"`` or ``"dla"``
+            (ModelOpt's ``target_dla`` placement: every tensor but ReLU inputs, so ``scales`` must cover
+            :func:`dla_quantized_activations`; :func:`~edgeres.calibrate.api.calibrate` passes the calibration
+            cache's, :func:`~edgeres.calibrate.cache.cache_scales`; for TensorRT 11.x INT8 on DLA).
         weight_form: ``"int8"`` (pre-quantized weights, TensorRT 10+) or ``"fp32"`` (FP32 weights
             with a Q/DQ pair, TensorRT 8.5+); see :data:`WEIGHT_FORM_RULES`.
-        quantize_classifier: also quantize the classifier Gemm (left unquantized by default).
+        quantize_classifier: also quantize the classifier Gemm; None: the placement's default
+            (:data:`CLASSIFIER_QUANTIZED_BY_DEFAULT`: unquantized, except on DLA as ModelOpt does).
 
     Raises:
         CalibrationError: a tensor that needs a scale has none, or a non-positive scale.
@@ -350,8 +411,12 @@ def qdq_model(
         raise CalibrationError(
             f"cannot exclude {unknown}: not Conv/Gemm, residual Add or pooling nodes of this model (known: {sorted(known)[:5]} ...)"
         )
+    if quantize_classifier is None:
+        quantize_classifier = CLASSIFIER_QUANTIZED_BY_DEFAULT[placement]
     excluded = _default_excluded(model, exclude, quantize_classifier)
     quantized = quantized_activations(model, excluded, quantize_classifier=True)
+    if placement == "dla":  # every tensor (calibrate() passes the calibration cache's scales: cache_scales)
+        quantized = dla_quantized_activations(model, excluded)
     act_scales: dict[str, float] = {}
     for name in quantized:
         if name not in scales:
@@ -375,6 +440,7 @@ def qdq_model(
     pair_count: dict[str, int] = {}
     shared_pairs: dict[str, str] = {}  # tensor -> its DequantizeLinear output (TensorRT placement)
     dedicated = placement == "onnxruntime"
+    dla = placement == "dla"
 
     def qdq_pair(tensor: str) -> list[Any]:
         if tensor not in scale_names:
@@ -406,7 +472,8 @@ def qdq_model(
         pool_here = node.op_type in POOLING_OPS and node.name not in excluded
         for k, tensor in enumerate(node.input):
             use_dq = tensor in act_scales and (
-                ((quantize_here or pool_here) and k == 0)
+                (dla and node.op_type not in DLA_UNQUANTIZED_INPUT_OPS and node.name not in excluded)
+                or ((quantize_here or pool_here) and k == 0)
                 or (node.op_type == "Add" and node.name not in excluded and tensor in by_add.get(node.name, ()))
                 or tensor in output_qdq
             )
