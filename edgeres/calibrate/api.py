@@ -22,9 +22,6 @@ memory and written atomically at the end: a failure leaves none of them.
 6. :func:`saturation_check_from_data` (``check_dataset``), :func:`calibration_warnings`,
    :func:`report_from_steps`: deployment-data check, warnings and the report;
 7. :func:`artifacts_from_evaluation`, :func:`write_outputs`: serialized outputs, then the only writes.
-
-The older steps (:func:`fp32_reference_from_data`, :func:`int8_evaluation_from_thresholds`,
-:func:`layer_sqnr_from_qdq`: a full FP32 run, an INT8 run and a per-layer run) stay for callers.
 """
 
 from __future__ import annotations
@@ -53,7 +50,7 @@ from edgeres.calibrate.calibrators import (
 )
 from edgeres.calibrate.qdq import qdq_model, qdq_summary, quantizable_layers, quantized_activations, weighted_nodes
 from edgeres.calibrate.qdq import DLA_QDQ_NAME, unquantized_layers, weight_form_rule
-from edgeres.calibrate.report import LayerErrorAccumulator, format_table, json_safe, layer_macs, layer_rows, tensor_rows
+from edgeres.calibrate.report import format_table, json_safe, layer_macs, layer_rows, tensor_rows
 from edgeres.calibrate.sensitivity import LayerSums, evaluation_graph, worst_isolated
 from edgeres.calibrate.stats import check_input_shape, collect_statistics, observed_tensors, session_with_outputs
 from edgeres.errors import CalibrationError, DataError, OutputPathError
@@ -163,24 +160,6 @@ class _Evaluator:
         from edgeres.evaluate import compare_logits
 
         return compare_logits(self.reference, self.logits(proto), self.labels)
-
-
-def layer_sqnr_from_qdq(model: Any, qdq: Any, dataset: Any, batch_size: int, limit: int) -> dict[str, float]:
-    """SQNR (dB) of every Conv/Gemm output of the INT8 model against FP32 (first ``limit`` samples)."""
-    names = [n.output[0] for n in weighted_nodes(model)]
-    fp32 = session_with_outputs(model, names)
-    int8 = session_with_outputs(qdq, names)
-    acc = LayerErrorAccumulator(names)
-    input_name = model.graph.input[0].name
-    seen = 0
-    for images, _ in dataset.batches(batch_size):
-        if seen >= limit:
-            break
-        images = images[: limit - seen]
-        acc.add(fp32.run(names, {input_name: images}), int8.run(names, {input_name: images}))
-        seen += len(images)
-    by_tensor = acc.sqnr_db()
-    return {n.name: by_tensor[n.output[0]] for n in weighted_nodes(model)}
 
 
 class _Retained:
@@ -524,20 +503,6 @@ def thresholds_from_statistics(statistics: Statistics, method: str, percentile: 
     """Run the calibrator on every histogram: amax, then the symmetric INT8 scale."""
     amax = {n: compute_amax(h, method, percentile=percentile) for n, h in statistics.histograms.items()}
     return Thresholds(amax, {n: scale_from_amax(a) for n, a in amax.items()})
-
-
-def fp32_reference_from_data(model: Any, dataset: Any, eval_dataset: Any, batch_size: int) -> tuple[_Evaluator, str]:
-    """FP32 logits on the evaluation data (the calibration data when None), and which data that is."""
-    if eval_dataset is not None:
-        return _Evaluator(model, eval_dataset, batch_size), "evaluation data"
-    return _Evaluator(model, dataset, batch_size), "calibration data"
-
-
-def int8_evaluation_from_thresholds(model: Any, thresholds: Thresholds, evaluator: _Evaluator,
-                                    quantize_classifier: bool = False) -> Int8Evaluation:
-    """Quantize every quantizable layer (the classifier only when asked) and compare the INT8 logits with FP32."""
-    qdq = qdq_model(model, thresholds.scales, quantize_classifier=quantize_classifier)
-    return Int8Evaluation(qdq, evaluator.metrics(qdq))
 
 
 def budget_search_from_evaluation(

@@ -38,33 +38,6 @@ def layer_macs(model: Any) -> dict[str, int]:
     return macs
 
 
-class LayerErrorAccumulator:
-    """Per-sample sum(ref**2) and sum((ref-out)**2) per tensor, for per-layer SQNR.
-
-    Sums are kept per sample and added with ``math.fsum`` (exactly rounded), so
-    the result does not depend on how samples were batched.
-    """
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = list(names)
-        self.signal: dict[str, list[float]] = {n: [] for n in self.names}
-        self.noise: dict[str, list[float]] = {n: [] for n in self.names}
-
-    def add(self, reference: Sequence[np.ndarray], result: Sequence[np.ndarray]) -> None:
-        for name, ref, out in zip(self.names, reference, result):
-            r = ref.astype(np.float64).reshape(ref.shape[0], -1)
-            d = r - out.astype(np.float64).reshape(ref.shape[0], -1)
-            self.signal[name].extend(np.sum(r * r, axis=1).tolist())
-            self.noise[name].extend(np.sum(d * d, axis=1).tolist())
-
-    def sqnr_db(self) -> dict[str, float]:
-        result = {}
-        for name in self.names:
-            n, s = math.fsum(self.noise[name]), math.fsum(self.signal[name])
-            result[name] = float("inf") if n == 0 else (10 * math.log10(s / n) if s > 0 else float("-inf"))
-        return result
-
-
 def tensor_rows(
     names: Sequence[str],
     method: str,
