@@ -33,6 +33,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(ROOT))
 
+from _common import write_report  # noqa: E402
 from modelopt_placement import DEFAULT_PYTHON, build, reads  # noqa: E402
 
 CHILD = """
@@ -84,11 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             relu_in = [n.input[0] for n in fp32.graph.node if n.op_type == "Relu"]
             lines.append(f"  not quantized by either: {len(relu_in)} ReLU inputs (Conv/Add outputs read only by a ReLU)")
     lines.append(f"result: {'identical placement' if ok else 'UNEXPLAINED differences'}")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    write_report(lines, args.out)
     return 0 if ok else 1
 
 

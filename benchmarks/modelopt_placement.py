@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import write_report  # benchmarks/ is sys.path[0] when run as a script
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -178,11 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("explanations:")
     lines += [f"  {key}: {text}" for key, text in EXPLAINED.items()]
     lines.append(f"result: {'every difference explained' if ok else 'UNEXPLAINED differences'}")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    write_report(lines, args.out)
     return 0 if ok else 1
 
 

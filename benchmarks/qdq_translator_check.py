@@ -39,6 +39,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from _common import write_report  # benchmarks/ is sys.path[0] when run as a script
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -143,11 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 for note in r["warnings"]:
                     lines.append(f"  reading the translator's cache: {note}")
     lines.append(f"result: {'PASS' if ok else 'FAIL'}")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    write_report(lines, args.out)
     return 0 if ok else 1
 
 
