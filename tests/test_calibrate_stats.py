@@ -71,3 +71,66 @@ def test_memory_cap_splits_batches_without_changing_results(model) -> None:
     capped = collect_statistics(model, data, batch_size=12, max_activation_bytes=1)  # one sample per call
     for name in whole:
         assert np.array_equal(whole[name].counts, capped[name].counts), f"{name}: memory cap changed the histogram"
+
+
+def _naive_histogram(values: np.ndarray, bins: int) -> tuple[int | None, np.ndarray]:
+    """The definition the fast kernel must match: floor(|x| * bins / 2**e) with the smallest e above max |x|."""
+    import math
+
+    magnitudes = np.abs(values.astype(np.float64)).reshape(-1)
+    counts = np.zeros(bins, dtype=np.int64)
+    top = float(magnitudes.max()) if magnitudes.size else 0.0
+    if top == 0:
+        counts[0] = magnitudes.size
+        return None, counts
+    exponent = math.frexp(top)[1]
+    np.add.at(counts, np.floor(magnitudes * bins / 2.0**exponent).astype(np.int64), 1)
+    return exponent, counts
+
+
+@pytest.mark.parametrize("nonnegative", [False, True])
+def test_fast_kernel_matches_the_definition_and_halves_split_by_global_index(nonnegative: bool) -> None:
+    from edgeres.calibrate.calibrators import Histogram
+    from edgeres.calibrate.stats import SCRATCH_ELEMENTS, _Scratch, update_halves, update_histogram
+
+    rng = np.random.default_rng(7)
+    values = rng.normal(scale=3.0, size=(9, 4, 5, 5)).astype(np.float32)
+    values[2] *= 40.0  # a later sample widens the range of one half only
+    if nonnegative:
+        values = np.maximum(values, 0)
+    hist = Histogram.empty(256)
+    update_histogram(hist, values.copy(), consume=True, nonnegative=nonnegative, scratch=_Scratch())
+    exponent, counts = _naive_histogram(values, 256)
+    assert hist.exponent == exponent and np.array_equal(hist.counts, counts), "fast kernel differs from floor(|x|*bins/2**e)"
+    halves = (Histogram.empty(256), Histogram.empty(256))
+    scratch = _Scratch()
+    update_halves(halves, values[:3].copy(), 0, name="t", consume=True, nonnegative=nonnegative, scratch=scratch)
+    update_halves(halves, values[3:].copy(), 3, name="t", nonnegative=nonnegative, scratch=scratch)
+    for k, half in enumerate(halves):
+        exponent, counts = _naive_histogram(values[k::2], 256)
+        assert half.exponent == exponent, f"half {k}: range {half.exponent} != {exponent}"
+        assert np.array_equal(half.counts, counts), f"half {k}: counts differ from the samples {k}, {k}+2, ..."
+    assert SCRATCH_ELEMENTS >= 1024, "the index buffer must hold at least a few rows"
+
+
+def test_rows_larger_than_the_scratch_block_are_binned_whole(monkeypatch) -> None:
+    import edgeres.calibrate.stats as stats
+    from edgeres.calibrate.calibrators import Histogram
+
+    monkeypatch.setattr(stats, "SCRATCH_ELEMENTS", 7)  # forces one row per block, rows longer than the block
+    values = np.random.default_rng(1).normal(size=(5, 30)).astype(np.float32)
+    hist = Histogram.empty(256)
+    stats.update_histogram(hist, values.copy())
+    assert np.array_equal(hist.counts, _naive_histogram(values, 256)[1]), "blocked binning lost or doubled values"
+
+
+def test_nonnegative_tensors_follow_relu_through_pooling(model) -> None:
+    from edgeres.calibrate.stats import nonnegative_tensors
+
+    found = nonnegative_tensors(model)
+    relu_outputs = {n.output[0] for n in model.graph.node if n.op_type == "Relu"}
+    assert relu_outputs <= found, "every Relu output is non-negative"
+    conv_outputs = {n.output[0] for n in model.graph.node if n.op_type == "Conv"}
+    assert not (conv_outputs & found), "a Conv output can be negative and must get its absolute value taken"
+    pooled = {n.output[0] for n in model.graph.node if n.op_type in ("GlobalAveragePool", "MaxPool") and n.input[0] in relu_outputs}
+    assert pooled <= found, "pooling a ReLU output stays non-negative"
