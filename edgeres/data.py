@@ -63,6 +63,9 @@ LABEL_KEYS = ("labels", "y")
 REFERENCE_PREFIX = "reference:"
 _NAN_SCAN_SAMPLES = 256  # samples per chunk when scanning arrays for NaN/Inf
 _CHECK_THREADS = 2  # threads decoding images when a folder is loaded (the CI machine's cores)
+# Preprocessed samples of an image folder kept from the load (which decodes every file anyway to find the
+# unreadable ones), so batches() does not decode them a second time; larger selections stream from disk.
+KEEP_DECODED_BYTES = 1 << 30
 
 Reader = Callable[[np.ndarray], np.ndarray]  # positions in the chosen list -> float32 NCHW
 
@@ -273,11 +276,18 @@ def _folder_dataset(root: Path, recipe: Recipe, size: int | None, seed: int,
     skipped: list[tuple[str, str]] = []
     order = [int(i) for i in choose(len(paths), size, seed)]
 
+    sample_bytes = 4 * int(np.prod(recipe.input_shape))
+    keep = (size if size is not None else len(paths)) * sample_bytes <= KEEP_DECODED_BYTES
+    decoded: dict[int, np.ndarray] = {}
+
     def check(index: int) -> tuple[int, str | None, str | None]:
         try:
-            return index, _check_image(paths[index]), None
+            digest, sample = _check_image(paths[index], recipe if keep else None)
         except Exception as exc:  # any decoder failure means: skip this file
             return index, None, f"{type(exc).__name__}: {exc}".strip()
+        if sample is not None:
+            decoded[index] = sample
+        return index, digest, None
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -319,8 +329,12 @@ def _folder_dataset(root: Path, recipe: Recipe, size: int | None, seed: int,
         class_index = {name: i for i, name in enumerate(classes)}
         labels = np.array([class_index[relative[i].split("/", 1)[0]] for i in chosen], dtype=np.int64)
 
+    kept = [decoded.get(i) for i in chosen]
+    decoded.clear()
+
     def read(positions: np.ndarray) -> np.ndarray:
-        return np.stack([_decode(chosen_paths[int(p)], recipe) for p in positions])
+        return np.stack([kept[int(p)] if kept[int(p)] is not None else _decode(chosen_paths[int(p)], recipe)
+                         for p in positions])
 
     identities = [f"{relative[i]}:{digests[i]}" for i in chosen]
     return Dataset(
@@ -329,8 +343,9 @@ def _folder_dataset(root: Path, recipe: Recipe, size: int | None, seed: int,
     )
 
 
-def _check_image(path: Path) -> str:
-    """Fully decode ``path`` (raising on any defect) and return the sha256 of its bytes."""
+def _check_image(path: Path, recipe: Recipe | None = None) -> tuple[str, np.ndarray | None]:
+    """Fully decode ``path`` (raising on any defect): the sha256 of its bytes, and the sample
+    preprocessed by ``recipe`` (None without one)."""
     import io
 
     from PIL import Image
@@ -340,7 +355,8 @@ def _check_image(path: Path) -> str:
         image.load()
         if image.width < 1 or image.height < 1:
             raise ValueError(f"empty image ({image.width}x{image.height})")
-    return hashlib.sha256(data).hexdigest()
+        sample = None if recipe is None else np.ascontiguousarray(recipe.preprocess(image), dtype=np.float32)
+    return hashlib.sha256(data).hexdigest(), sample
 
 
 def _decode(path: Path, recipe: Recipe) -> np.ndarray:

@@ -356,3 +356,21 @@ def test_fifo_as_npy_is_refused_not_waited_on(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "x.npy")
     with pytest.raises(DataError, match="FIFO"):
         load_dataset(tmp_path / "x.npy", RGB8)
+
+
+def test_folder_samples_decoded_at_load_equal_the_streamed_ones(tmp_path: Path, monkeypatch) -> None:
+    import edgeres.data as data
+
+    root = _image_folder(tmp_path / "set")
+    kept = load_dataset(root, RGB8, size=7, seed=3)
+    decodes: list[str] = []
+    original = data._decode
+    monkeypatch.setattr(data, "_decode", lambda path, recipe: decodes.append(path.name) or original(path, recipe))
+    from_load = kept.array(batch_size=3)
+    assert decodes == [], f"samples decoded at load time were decoded again: {decodes}"
+    monkeypatch.setattr(data, "KEEP_DECODED_BYTES", 0)  # too large to keep: streamed from disk, as before
+    streamed = load_dataset(root, RGB8, size=7, seed=3)
+    from_disk = streamed.array(batch_size=3)
+    assert len(decodes) == 7, f"a selection over the memory bound must decode on demand, decoded {decodes}"
+    assert np.array_equal(from_load, from_disk), "kept samples must equal the ones decoded from disk"
+    assert kept.identities == streamed.identities, "keeping decoded samples must not change the selection"
