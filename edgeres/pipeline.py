@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeres.calibrate.calibrators import DEFAULT_METHOD, DEFAULT_PERCENTILE
-from edgeres.errors import ArchitectureError, BuildError, CalibrationError, DataError
+from edgeres.errors import ArchitectureError, BuildError, CalibrationError, DataError, EdgeresError
 from edgeres.recipe import Recipe
 from edgeres.tensorrt_version import DEFAULT_TENSORRT
 
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from edgeres.calibrate.api import CalibrationResult
     from edgeres.export import ExportReport
 
+#: Largest seed: numpy's ``default_rng`` takes no negative seed and ``torch.manual_seed`` none above 2**64 - 1;
+#: 32 bits is what both (and every user's habit) agree on.
+MAX_SEED = 2**32 - 1
 #: Batch of the example input (two samples, so batch-dependent bugs show in the parity check).
 EXAMPLE_BATCH = 2
 
@@ -131,6 +134,7 @@ def model_from_source(arch: str | None, weights: str | os.PathLike[str] | None =
     """
     from edgeres._io import sha256_file
 
+    check_seed(seed)
     if uses_reference(arch, weights):
         reference = reference_module()
         weights_path = Path(reference.reference_weights_path())
@@ -152,6 +156,12 @@ def model_from_source(arch: str | None, weights: str | os.PathLike[str] | None =
     if weights is not None:
         source.update(weights=Path(weights).name, weights_sha256=sha256_file(weights))
     return ModelSource(model.eval(), recipe, source)
+
+
+def check_seed(seed: int) -> None:
+    """EdgeresError unless ``seed`` is an integer in ``0..MAX_SEED``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise EdgeresError(f"seed must be an integer in 0..{MAX_SEED}, received {seed!r}")
 
 
 def example_input(input_shape: tuple[int, int, int], seed: int = 0) -> "torch.Tensor":

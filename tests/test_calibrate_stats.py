@@ -134,3 +134,31 @@ def test_nonnegative_tensors_follow_relu_through_pooling(model) -> None:
     assert not (conv_outputs & found), "a Conv output can be negative and must get its absolute value taken"
     pooled = {n.output[0] for n in model.graph.node if n.op_type in ("GlobalAveragePool", "MaxPool") and n.input[0] in relu_outputs}
     assert pooled <= found, "pooling a ReLU output stays non-negative"
+
+
+def test_histogram_workers_do_not_change_the_result(model, monkeypatch) -> None:
+    import edgeres.calibrate.stats as stats
+
+    data = tiny_dataset(9)
+    results = []
+    for workers in (1, 3):
+        monkeypatch.setattr(stats, "HISTOGRAM_WORKERS", workers)
+        monkeypatch.setattr(stats.os, "cpu_count", lambda: 8)
+        halves: tuple[dict, dict] = ({}, {})
+        results.append((collect_statistics(model, data, batch_size=4, halves=halves), halves))
+    (one, one_halves), (three, three_halves) = results
+    for name in one:
+        assert np.array_equal(one[name].counts, three[name].counts), f"{name}: worker count changed the histogram"
+        for k in range(2):
+            assert np.array_equal(one_halves[k][name].counts, three_halves[k][name].counts), f"{name}: half {k} differs"
+
+
+def test_balanced_groups_cover_every_tensor_once() -> None:
+    from edgeres.calibrate.stats import _balanced_groups
+
+    sizes = [100, 1, 50, 50, 3, 0]
+    groups = _balanced_groups(sizes, 2)
+    assert sorted(i for g in groups for i in g) == list(range(len(sizes))), f"each index exactly once: {groups}"
+    loads = sorted(sum(sizes[i] for i in g) for g in groups)
+    assert loads == [101, 103], f"largest-first greedy split (each to the lighter group), got loads {loads}"
+    assert _balanced_groups([5], 4) == [[0]], "no empty groups"

@@ -149,6 +149,8 @@ USAGE_CASES = [
     (["compile"], "Missing argument 'BUNDLE'"),
     (["compile", ".", "--workspace", "0"], "--workspace"),
     (["targets", "--sources", "extra-arg"], "unexpected extra argument"),
+    (["calibrate", "--seed", "-1"], "--seed"),
+    (["export", "--arch", "resnet18", "--seed", str(2**64)], "--seed"),
 ]
 
 

@@ -139,3 +139,11 @@ def test_static_batch_export_checks_on_the_example_cycled(tmp_path: Path, weight
     dims = [d.dim_value for d in onnx.load(str(tmp_path / "s.onnx")).graph.input[0].type.tensor_type.shape.dim]
     assert dims == [3, *made.input_shape], f"fixed batch 3: {dims}"
     assert report.cosine > 0.99999, f"checked against PyTorch on 3 samples: {report}"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True])
+def test_seeds_numpy_and_torch_cannot_both_take_are_refused(seed) -> None:
+    from edgeres.errors import EdgeresError
+
+    with pytest.raises(EdgeresError, match="seed must be an integer in 0..4294967295"):
+        pipeline.model_from_source("resnet18", seed=seed)

@@ -4,12 +4,18 @@ Each observed tensor keeps one :class:`~edgeres.calibrate.calibrators.Histogram`
 of ``|x|`` over a power-of-two range. When a batch exceeds the range, the
 range doubles as often as needed and pairs of bins merge exactly, so the
 final counts equal a histogram taken over all samples at once with the final
-range: bit-identical for any batch size or sample order. Memory is one batch
-of activations plus ``bins`` int64 counts per tensor.
+range: bit-identical for any batch size or sample order. Memory is one
+inference call's activations (at most :data:`MAX_ACTIVATION_BYTES`), one
+:data:`SCRATCH_ELEMENTS` index buffer per histogram worker and ``bins`` int64
+counts per tensor.
 
 Activations come from onnxruntime, with the observed tensors added as extra
 graph outputs, so tensor names are exactly the ONNX names that TensorRT's
-calibration cache and the Q/DQ model use.
+calibration cache and the Q/DQ model use. onnxruntime and the histogram
+workers take turns on the cores; the binning is numpy's cheapest exact route
+(a power-of-two multiply straight into a reused intp buffer, then
+``np.bincount``, about 2.4 ns per value on the 2-core CI machine), and it skips
+the absolute value on tensors that cannot be negative.
 """
 
 from __future__ import annotations

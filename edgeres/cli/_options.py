@@ -73,6 +73,13 @@ def weights_option(omitted: str = "random initialization from --seed") -> Callab
     return click.option("--weights", type=click.Path(dir_okay=False), default=None, help=f"{WEIGHTS_HELP}; {omitted} if omitted.")
 
 
+def seed_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--seed``: a non-negative integer that numpy and torch both take (see :data:`edgeres.pipeline.MAX_SEED`)."""
+    from edgeres.pipeline import MAX_SEED
+
+    return click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help=help_text)
+
+
 def input_size_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--input-size`` (square side, at least 8; the architecture's default when omitted)."""
     return click.option("--input-size", type=click.IntRange(min=8, max=MAX_INPUT_SIDE), default=None,

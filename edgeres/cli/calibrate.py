@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from edgeres.calibrate.calibrators import CALIBRATORS, DEFAULT_METHOD, DEFAULT_PERCENTILE
-from edgeres.cli._options import MAX_CALIB_SIZE, arch_option, log, stage, weights_option
+from edgeres.cli._options import MAX_CALIB_SIZE, arch_option, log, seed_option, stage, weights_option
 from edgeres.tensorrt_version import DEFAULT_TENSORRT
 
 METHODS = tuple(CALIBRATORS)
@@ -23,7 +23,7 @@ METHODS = tuple(CALIBRATORS)
 @click.option("--min-agreement", type=float, default=None, help="Budget: smallest FP32/INT8 top-1 agreement in percent.")
 @click.option("--trt-version", default=DEFAULT_TENSORRT, show_default=True, help="TensorRT version of the calibration cache header (8.5 to 10.x).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration sample pick, the random initialization (no --weights) and example input.")
+@seed_option("Seed of the calibration sample pick, the random initialization (no --weights) and example input.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="calib_out", show_default=True, help="Output folder.")
 @click.option("--quiet", is_flag=True, help="One line per phase instead of the progress display, and no table.")
 @click.option("--from-cache", type=click.Path(dir_okay=False), default=None,

@@ -13,6 +13,7 @@ from edgeres.cli._options import (
     human_bytes,
     input_size_option,
     log,
+    seed_option,
     stage,
     weights_option,
 )
@@ -21,7 +22,7 @@ from edgeres.cli._options import (
 @click.command("export")
 @arch_option("resnet50")
 @weights_option()
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random initialization (no --weights) and example input.")
+@seed_option("Seed of the random initialization (no --weights) and example input.")
 @click.option("--no-fold", is_flag=True, help="Keep BatchNorm layers (not recommended before INT8).")
 @click.option("--batch", type=click.IntRange(min=1, max=MAX_BATCH), default=None, help="Fixed batch size (static shape).")
 @click.option("--dynamic-batch", is_flag=True, help="Symbolic batch axis (the default unless --batch is given).")
