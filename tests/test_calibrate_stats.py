@@ -91,7 +91,7 @@ def _naive_histogram(values: np.ndarray, bins: int) -> tuple[int | None, np.ndar
 @pytest.mark.parametrize("nonnegative", [False, True])
 def test_fast_kernel_matches_the_definition_and_halves_split_by_global_index(nonnegative: bool) -> None:
     from edgeres.calibrate.calibrators import Histogram
-    from edgeres.calibrate.stats import SCRATCH_ELEMENTS, _Scratch, update_halves, update_histogram
+    from edgeres.calibrate.binning import SCRATCH_ELEMENTS, _Scratch, update_halves, update_histogram
 
     rng = np.random.default_rng(7)
     values = rng.normal(scale=3.0, size=(9, 4, 5, 5)).astype(np.float32)
@@ -114,7 +114,7 @@ def test_fast_kernel_matches_the_definition_and_halves_split_by_global_index(non
 
 
 def test_rows_larger_than_the_scratch_block_are_binned_whole(monkeypatch) -> None:
-    import edgeres.calibrate.stats as stats
+    import edgeres.calibrate.binning as stats
     from edgeres.calibrate.calibrators import Histogram
 
     monkeypatch.setattr(stats, "SCRATCH_ELEMENTS", 7)  # forces one row per block, rows longer than the block
@@ -162,3 +162,38 @@ def test_balanced_groups_cover_every_tensor_once() -> None:
     loads = sorted(sum(sizes[i] for i in g) for g in groups)
     assert loads == [101, 103], f"largest-first greedy split (each to the lighter group), got loads {loads}"
     assert _balanced_groups([5], 4) == [[0]], "no empty groups"
+
+
+def test_worker_processes_give_the_in_process_histograms(model, monkeypatch) -> None:
+    """The shared-memory process path (forced on with a threshold of 0) against the thread path, halves included."""
+    import edgeres.calibrate.stats as stats
+
+    monkeypatch.setattr(stats.os, "cpu_count", lambda: 2)  # two groups, so two worker processes
+    data = tiny_dataset(11)
+    threads_halves: tuple[dict, dict] = ({}, {})
+    in_process = collect_statistics(model, data, batch_size=4, halves=threads_halves, process_min_values=None)
+    processes_halves: tuple[dict, dict] = ({}, {})
+    processes = collect_statistics(model, data, batch_size=4, halves=processes_halves, process_min_values=0)
+    assert set(processes) == set(in_process), "the process path must observe the same tensors"
+    for name in in_process:
+        assert processes[name].exponent == in_process[name].exponent, f"{name}: range differs between the paths"
+        assert np.array_equal(processes[name].counts, in_process[name].counts), f"{name}: counts differ between the paths"
+        for k in range(2):
+            assert np.array_equal(processes_halves[k][name].counts, threads_halves[k][name].counts), f"{name}: half {k} differs"
+    plain = collect_statistics(model, data, batch_size=5, process_min_values=0)
+    for name in in_process:
+        assert np.array_equal(plain[name].counts, in_process[name].counts), f"{name}: no-halves process path differs"
+
+
+def test_worker_process_errors_name_the_tensor(model, monkeypatch) -> None:
+    import edgeres.calibrate.stats as stats
+
+    monkeypatch.setattr(stats.os, "cpu_count", lambda: 2)
+    images = tiny_dataset(3).images.copy()
+    images[2] = 3e38  # finite, but overflows inside the net: only the third call (a worker's) sees it
+    calls = []
+    original = stats.ProcessBinning.bin
+    monkeypatch.setattr(stats.ProcessBinning, "bin", lambda self, n, first: calls.append(first) or original(self, n, first))
+    with pytest.raises(CalibrationError, match="tensor '.*' holds"):
+        collect_statistics(model, ArrayDataset(images), batch_size=1, max_activation_bytes=1, process_min_values=0)
+    assert calls == [1, 2], f"samples 1 and 2 must be binned by the worker processes, binned: {calls}"
