@@ -160,3 +160,16 @@ def test_entropy_ignores_isolated_spike() -> None:
     from edgeres.calibrate.calibrators import spike_bins
 
     assert spike_bins(hist.counts[: hist.used_bins()]).size == 0, "a smooth narrow bulk must not count as spikes"
+
+
+def test_compute_amax_many_equals_one_call_after_another(monkeypatch) -> None:
+    import edgeres.calibrate.calibrators as calibrators
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    rng = np.random.default_rng(5)
+    hists = [_hist(rng.normal(scale=s, size=4000).astype(np.float32)) for s in (0.5, 1.0, 3.0, 10.0, 0.01)]
+    for method in CALIBRATORS:
+        expected = [compute_amax(h, method) for h in hists]
+        assert calibrators.compute_amax_many(hists, method) == expected, f"{method}: threaded amax differs or reorders"
+    with pytest.raises(CalibrationError, match="unknown calibration method"):
+        calibrators.compute_amax_many(hists, "bogus")

@@ -45,7 +45,7 @@ from edgeres.calibrate.calibrators import (
     DEFAULT_METHOD,
     DEFAULT_PERCENTILE,
     Histogram,
-    compute_amax,
+    compute_amax_many,
     scale_from_amax,
 )
 from edgeres.calibrate.qdq import qdq_model, qdq_summary, quantizable_layers, quantized_activations, weighted_nodes
@@ -262,12 +262,11 @@ def stability_from_statistics(statistics: "Statistics", thresholds: "Thresholds"
     """
     if statistics.halves is None or statistics.samples < 2:
         return None
+    names = [n for n in tensors if thresholds.amax.get(n)]
+    flat = compute_amax_many([h[n] for n in names for h in statistics.halves], method, percentile=percentile)
     rows = []
-    for name in tensors:
-        whole = thresholds.amax.get(name)
-        if not whole:
-            continue
-        halves = [compute_amax(h[name], method, percentile=percentile) for h in statistics.halves]
+    for k, name in enumerate(names):
+        whole, halves = thresholds.amax[name], flat[2 * k:2 * k + 2]
         rows.append((name, max(abs(a - whole) for a in halves) / whole, halves))
     if not rows:
         return None
@@ -501,7 +500,8 @@ def statistics_from_dataset(model: Any, dataset: Any, batch_size: int, progress:
 
 def thresholds_from_statistics(statistics: Statistics, method: str, percentile: float) -> Thresholds:
     """Run the calibrator on every histogram: amax, then the symmetric INT8 scale."""
-    amax = {n: compute_amax(h, method, percentile=percentile) for n, h in statistics.histograms.items()}
+    names = list(statistics.histograms)
+    amax = dict(zip(names, compute_amax_many([statistics.histograms[n] for n in names], method, percentile=percentile)))
     return Thresholds(amax, {n: scale_from_amax(a) for n, a in amax.items()})
 
 
