@@ -372,7 +372,7 @@ def bench_workload(w: dict, workdir: Path, args: argparse.Namespace) -> dict:
             "eval_images": len(w["eval"]), "fp32_latency_ms": lat["fp32"], "rows": rows}
 
 
-WHOLE_METHODS = [("edgeres-cli", "entropy"), ("onnxruntime", "minmax"), ("onnxruntime", "entropy"),
+WHOLE_METHODS = [("edgeres-cli", "entropy"), ("edgeres-cli", "max"), ("onnxruntime", "minmax"), ("onnxruntime", "entropy"),
                  ("onnxruntime", "percentile"), ("modelopt", "max"), ("modelopt", "entropy"),
                  ("floor", "import"), ("floor", "forward")]
 
@@ -463,8 +463,10 @@ def whole_targets(result: dict) -> list[str]:
     peers = {k: r["sqnr_db"] for k, r in rows.items() if not k.startswith(("edgeres", "floor")) and "sqnr_db" in r}
     if peers:
         best = max(peers, key=peers.get)
-        lines.append(f"held-out logits SQNR edgeres {ours['sqnr_db']:.2f} dB vs best peer {peers[best]:.2f} dB ({best}): "
-                     f"{'met' if ours['sqnr_db'] > peers[best] else 'MISSED'}")
+        for label in [k for k in rows if k.startswith("edgeres-cli:")]:
+            sqnr = rows[label]["sqnr_db"]
+            lines.append(f"held-out logits SQNR {label} {sqnr:.2f} dB vs best peer {peers[best]:.2f} dB ({best}): "
+                         f"{'met' if sqnr > peers[best] else 'MISSED'}")
     return lines
 
 
