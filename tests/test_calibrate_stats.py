@@ -197,3 +197,19 @@ def test_worker_process_errors_name_the_tensor(model, monkeypatch) -> None:
     with pytest.raises(CalibrationError, match="tensor '.*' holds"):
         collect_statistics(model, ArrayDataset(images), batch_size=1, max_activation_bytes=1, process_min_values=0)
     assert calls == [1, 2], f"samples 1 and 2 must be binned by the worker processes, binned: {calls}"
+
+
+def test_statistics_fall_back_to_threads_where_workers_cannot_start(model, monkeypatch) -> None:
+    import edgeres.calibrate.stats as stats
+
+    monkeypatch.setattr(stats.os, "cpu_count", lambda: 2)
+    data = tiny_dataset(6)
+    expected = collect_statistics(model, data, batch_size=3, process_min_values=None)
+
+    def refuse(*args, **kwargs):
+        raise OSError("no /dev/shm here")
+
+    monkeypatch.setattr(stats, "ProcessBinning", refuse)
+    fallback = collect_statistics(model, data, batch_size=3, process_min_values=0)
+    for name in expected:
+        assert np.array_equal(expected[name].counts, fallback[name].counts), f"{name}: thread fallback differs"
