@@ -213,3 +213,20 @@ def test_statistics_fall_back_to_threads_where_workers_cannot_start(model, monke
     fallback = collect_statistics(model, data, batch_size=3, process_min_values=0)
     for name in expected:
         assert np.array_equal(expected[name].counts, fallback[name].counts), f"{name}: thread fallback differs"
+
+
+def test_a_worker_that_dies_at_start_leaves_the_pass_to_threads(model, monkeypatch) -> None:
+    import edgeres.calibrate.stats as stats
+    import edgeres.calibrate.workers as workers
+
+    monkeypatch.setattr(stats.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(workers, "_WORKER_COMMAND", "raise SystemExit(3)")  # as if edgeres were not importable there
+    data = tiny_dataset(7)
+    halves: tuple[dict, dict] = ({}, {})
+    fallback = collect_statistics(model, data, batch_size=3, halves=halves, process_min_values=0)
+    expected_halves: tuple[dict, dict] = ({}, {})
+    expected = collect_statistics(model, data, batch_size=3, halves=expected_halves, process_min_values=None)
+    for name in expected:
+        assert np.array_equal(expected[name].counts, fallback[name].counts), f"{name}: fallback lost or doubled a call"
+        for k in range(2):
+            assert np.array_equal(expected_halves[k][name].counts, halves[k][name].counts), f"{name}: half {k} differs"

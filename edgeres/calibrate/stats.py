@@ -32,7 +32,7 @@ from edgeres.calibrate.binning import (  # noqa: F401  (update_histogram, merge_
     update_histogram,
 )
 from edgeres.calibrate.calibrators import DEFAULT_BINS, Histogram
-from edgeres.calibrate.workers import ProcessBinning, Slot
+from edgeres.calibrate.workers import ProcessBinning, Slot, WorkerStartError
 from edgeres.errors import CalibrationError, DataError
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
@@ -236,10 +236,17 @@ def collect_statistics(
                 part = images[start:start + chunk]
                 if binning is not None:
                     _run_into(session, binning, input_name, part, names)
-                    binning.bin(len(part), seen + start)
-                    start += len(part)
-                    continue
-                outputs = session.run(names, {input_name: part})
+                    try:
+                        binning.bin(len(part), seen + start)
+                        start += len(part)
+                        continue
+                    except WorkerStartError:  # bin this call here from the block, and the rest in threads
+                        outputs = [binning.views[n][:len(part)].copy() if n != input_name else np.array(part)
+                                   for n in names]
+                        binning.close()
+                        binning = None
+                else:
+                    outputs = session.run(names, {input_name: part})
                 if seen == 0 and start == 0:
                     # bounded memory: one call's activations under the cap
                     per_sample_bytes = max(1, sum(o.nbytes for o in outputs) // len(part))

@@ -28,6 +28,10 @@ from edgeres.calibrate.calibrators import Histogram
 from edgeres.errors import CalibrationError
 
 
+class WorkerStartError(OSError):
+    """A worker process did not start (no interpreter, edgeres not importable there, no shared memory)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Slot:
     """One observed tensor's place in the shared block: ``chunk`` samples of ``shape`` float32 at ``offset``."""
@@ -58,6 +62,7 @@ def _serve(conn: Any) -> None:
     value = None
     try:
         views = _views(shm.buf, slots, chunk)
+        conn.send(("ready",))
         whole = {s.name: Histogram.empty(bins) for s in slots}
         split = ({s.name: Histogram.empty(bins) for s in slots}, {s.name: Histogram.empty(bins) for s in slots})
         scratch = _Scratch()
@@ -100,6 +105,7 @@ class ProcessBinning:
     """
 
     def __init__(self, slots: Sequence[Slot], groups: Sequence[Sequence[int]], chunk: int, bins: int, halves: bool) -> None:
+        import os
         import socket
         import subprocess
         import sys
@@ -111,6 +117,7 @@ class ProcessBinning:
         self._shm = shared_memory.SharedMemory(create=True, size=size)
         self._procs: list[Any] = []
         self._conns: list[Any] = []
+        self._ready = False
         try:
             self.views = _views(self._shm.buf, self.slots, chunk)
             for group in groups:
@@ -118,8 +125,10 @@ class ProcessBinning:
                 # (unlike multiprocessing's spawn) no re-import of the caller's __main__, which a library
                 # user's unguarded script would otherwise run again in every worker
                 ours, theirs = socket.socketpair()
+                # the caller's sys.path (a notebook's sys.path.append, a test's rootdir) so the worker finds edgeres
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
                 proc = subprocess.Popen([sys.executable, "-c", _WORKER_COMMAND, str(theirs.fileno())],
-                                        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                                        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # errors come as messages
                 theirs.close()
                 self._procs.append(proc)
@@ -137,7 +146,21 @@ class ProcessBinning:
         self.close()
 
     def bin(self, count: int, first: int) -> None:
-        """Bin the first ``count`` samples now in the block (global index of the first: ``first``); waits for all workers."""
+        """Bin the first ``count`` samples now in the block (global index of the first: ``first``); waits for all workers.
+
+        Raises:
+            WorkerStartError: on the first call, a worker did not start (the block still holds the samples).
+            CalibrationError: NaN/Inf in an activation (named), or a worker died.
+        """
+        if not self._ready:
+            for conn in self._conns:
+                try:
+                    reply = conn.recv()
+                except (EOFError, OSError):
+                    reply = ("error", "exited before attaching the shared block")
+                if reply[0] != "ready":
+                    raise WorkerStartError(f"histogram worker did not start: {reply[1]}")
+            self._ready = True
         for conn in self._conns:
             conn.send(("bin", count, first))
         errors = [reply[1] for reply in (self._receive(conn) for conn in self._conns) if reply[0] == "error"]
